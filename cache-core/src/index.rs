@@ -1,0 +1,541 @@
+//! Indexes: what makes a [`Cache`](crate::Cache) answer "which objects have value V?" without a
+//! scan.
+//!
+//! An index is a named function from an object to zero or more values of a type `V`
+//! ([`IndexValue`]). Indexes come from two places:
+//!
+//! - `#[derive(Indexed)]` on your struct writes them from field attributes, with a typed handle
+//!   per index ([`Index<T, V>`]) and typed query methods, so a misspelt index or a value of the
+//!   wrong type does not compile;
+//! - [`Indexer`]s built from closures at run time, for types you cannot annotate (client-go's
+//!   `Indexers`).
+//!
+//! # Which types can be index values
+//!
+//! Any type that is `Clone + Eq + Ord + Hash + Debug + Send + Sync + 'static` is an
+//! [`IndexValue`]: `String`, integers, `bool`, `char`, tuples of those, and your own enums and
+//! newtypes once they derive those traits. Nothing else needs implementing.
+//!
+//! ```
+//! #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+//! #[allow(dead_code)]
+//! enum Phase { Pending, Running, Succeeded }
+//!
+//! fn assert_index_value<V: cache_core::IndexValue>() {}
+//! assert_index_value::<Phase>();
+//! assert_index_value::<(String, u32)>();
+//! ```
+
+use std::any::Any;
+use std::borrow::{Borrow, Cow};
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::object::Object;
+use crate::store::StoreError;
+
+/// A type that can be an index value. See the [module docs](self) for the rule; it is implemented
+/// for every type that meets it.
+pub trait IndexValue: Clone + Eq + Ord + Hash + fmt::Debug + Send + Sync + 'static {}
+
+impl<V: Clone + Eq + Ord + Hash + fmt::Debug + Send + Sync + 'static> IndexValue for V {}
+
+/// A type that knows its own indexes. `#[derive(Indexed)]` implements it; a type with no
+/// indexes of its own can implement it with an empty body.
+///
+/// [`Cache::new`](crate::Cache::new) installs these indexes.
+///
+/// ```
+/// use cache_core::{Cache, Indexed, Object};
+///
+/// struct Lease { holder: String }
+/// impl Object for Lease {
+///     type Key = String;
+///     fn key(&self) -> String { self.holder.clone() }
+/// }
+/// impl Indexed for Lease {}
+///
+/// let cache = Cache::<Lease>::new();
+/// assert!(cache.indexers().is_empty());
+/// ```
+pub trait Indexed: Object + Sized {
+    /// The indexes every [`Cache`](crate::Cache) of this type starts with.
+    fn indexers() -> Indexers<Self> {
+        Indexers::new()
+    }
+}
+
+/// A typed handle to one index of `T` whose values are `V`.
+///
+/// `#[derive(Indexed)]` generates one per index as an associated constant (`Pod::NODE`); for a
+/// closure indexer, make one with [`Index::new`] and build the indexer with
+/// [`Indexer::for_index`]. Queries through a handle are checked by the compiler: the value must
+/// be a `V` (or borrow as one, so a `String` index accepts `&str`).
+pub struct Index<T, V> {
+    name: &'static str,
+    _types: PhantomData<fn(&T) -> V>,
+}
+
+impl<T, V> Index<T, V> {
+    /// A handle to the index called `name`.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            _types: PhantomData,
+        }
+    }
+
+    /// The index's name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<T, V> Clone for Index<T, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T, V> Copy for Index<T, V> {}
+impl<T, V> fmt::Debug for Index<T, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Index({:?})", self.name)
+    }
+}
+
+type ValuesFn<T, V> = dyn Fn(&T, &mut Vec<V>) + Send + Sync;
+
+/// One named index definition: a function from an object to its values (client-go's
+/// `IndexFunc` with its name).
+///
+/// ```
+/// use cache_core::{Cache, Indexer, Indexers, Object};
+///
+/// #[derive(Debug)]
+/// struct Svc { name: String, ports: Vec<u16> }
+/// impl Object for Svc {
+///     type Key = String;
+///     fn key(&self) -> String { self.name.clone() }
+/// }
+///
+/// let cache = Cache::with_indexers(
+///     Indexers::new().with(Indexer::new("port", |s: &Svc| s.ports.clone())),
+/// );
+/// cache.add(Svc { name: "web".into(), ports: vec![80, 443] }.into()).unwrap();
+/// assert_eq!(cache.by_index_value("port", &443u16).unwrap().len(), 1);
+/// ```
+pub struct Indexer<T: Object> {
+    name: Cow<'static, str>,
+    make: Arc<dyn Fn() -> Box<dyn ErasedIndex<T>> + Send + Sync>,
+}
+
+impl<T: Object> Clone for Indexer<T> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            make: self.make.clone(),
+        }
+    }
+}
+
+impl<T: Object> fmt::Debug for Indexer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Indexer")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Object> Indexer<T> {
+    /// An index called `name` whose values for an object are what `f` returns (zero or more).
+    pub fn new<V, I, F>(name: impl Into<Cow<'static, str>>, f: F) -> Self
+    where
+        V: IndexValue,
+        I: IntoIterator<Item = V>,
+        F: Fn(&T) -> I + Send + Sync + 'static,
+    {
+        Self::from_fn(name, false, move |obj, out| out.extend(f(obj)))
+    }
+
+    /// Like [`new`](Self::new), but at most one object may hold each value; a write that would
+    /// put a second object under a value fails with [`StoreError::UniqueViolation`].
+    pub fn unique<V, I, F>(name: impl Into<Cow<'static, str>>, f: F) -> Self
+    where
+        V: IndexValue,
+        I: IntoIterator<Item = V>,
+        F: Fn(&T) -> I + Send + Sync + 'static,
+    {
+        Self::from_fn(name, true, move |obj, out| out.extend(f(obj)))
+    }
+
+    /// An index for a typed handle, so that queries through the handle are type-checked.
+    pub fn for_index<V, I, F>(index: Index<T, V>, f: F) -> Self
+    where
+        V: IndexValue,
+        I: IntoIterator<Item = V>,
+        F: Fn(&T) -> I + Send + Sync + 'static,
+    {
+        Self::new(index.name, f)
+    }
+
+    /// The lowest-level constructor, used by `#[derive(Indexed)]`: `f` pushes the object's values
+    /// into `out`, so a field value is cloned once and no intermediate collection is built.
+    pub fn from_fn<V, F>(name: impl Into<Cow<'static, str>>, unique: bool, f: F) -> Self
+    where
+        V: IndexValue,
+        F: Fn(&T, &mut Vec<V>) + Send + Sync + 'static,
+    {
+        let name = name.into();
+        let f: Arc<ValuesFn<T, V>> = Arc::new(f);
+        let index_name = name.clone();
+        Self {
+            name,
+            make: Arc::new(move || {
+                Box::new(TypedIndex::<T, V> {
+                    name: index_name.clone(),
+                    unique,
+                    values_fn: f.clone(),
+                    buckets: imbl::GenericHashMap::with_hasher(Hasher::default()),
+                })
+            }),
+        }
+    }
+
+    /// The index's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn build(&self) -> Box<dyn ErasedIndex<T>> {
+        (self.make)()
+    }
+}
+
+/// A set of index definitions (client-go's `Indexers`), with unique names.
+pub struct Indexers<T: Object> {
+    list: Vec<Indexer<T>>,
+}
+
+impl<T: Object> Clone for Indexers<T> {
+    fn clone(&self) -> Self {
+        Self {
+            list: self.list.clone(),
+        }
+    }
+}
+
+impl<T: Object> fmt::Debug for Indexers<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+impl<T: Object> Default for Indexers<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Object> Indexers<T> {
+    /// No indexes.
+    pub fn new() -> Self {
+        Self { list: Vec::new() }
+    }
+
+    /// Adds one index. Name conflicts are reported when the set is installed in a cache
+    /// ([`Cache::add_indexers`](crate::Cache::add_indexers)).
+    #[must_use]
+    pub fn with(mut self, indexer: Indexer<T>) -> Self {
+        self.list.push(indexer);
+        self
+    }
+
+    /// Adds one index in place.
+    pub fn push(&mut self, indexer: Indexer<T>) {
+        self.list.push(indexer);
+    }
+
+    /// The names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(Indexer::name)
+    }
+
+    /// The number of indexes.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The definitions.
+    pub fn iter(&self) -> impl Iterator<Item = &Indexer<T>> {
+        self.list.iter()
+    }
+}
+
+impl<T: Object> Extend<Indexer<T>> for Indexers<T> {
+    fn extend<I: IntoIterator<Item = Indexer<T>>>(&mut self, iter: I) {
+        self.list.extend(iter);
+    }
+}
+
+impl<T: Object> FromIterator<Indexer<T>> for Indexers<T> {
+    fn from_iter<I: IntoIterator<Item = Indexer<T>>>(iter: I) -> Self {
+        Self {
+            list: iter.into_iter().collect(),
+        }
+    }
+}
+
+pub(crate) type Hasher = foldhash::fast::RandomState;
+
+/// The objects under one index value, ordered by key. Most buckets of a unique index, and many
+/// of a fine-grained one, hold one object: that case needs no map at all.
+pub(crate) enum Bucket<T: Object> {
+    One(T::Key, Arc<T>),
+    Many(imbl::OrdMap<T::Key, Arc<T>>),
+}
+
+impl<T: Object> Clone for Bucket<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Bucket::One(k, v) => Bucket::One(k.clone(), v.clone()),
+            Bucket::Many(m) => Bucket::Many(m.clone()),
+        }
+    }
+}
+
+impl<T: Object> Bucket<T> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Bucket::One(..) => 1,
+            Bucket::Many(m) => m.len(),
+        }
+    }
+
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&T::Key, &Arc<T>)) {
+        match self {
+            Bucket::One(k, v) => f(k, v),
+            Bucket::Many(m) => m.iter().for_each(|(k, v)| f(k, v)),
+        }
+    }
+
+    pub(crate) fn first(&self) -> Option<&Arc<T>> {
+        match self {
+            Bucket::One(_, v) => Some(v),
+            Bucket::Many(m) => m.values().next(),
+        }
+    }
+
+    fn contains(&self, key: &T::Key) -> bool {
+        match self {
+            Bucket::One(k, _) => k == key,
+            Bucket::Many(m) => m.contains_key(key),
+        }
+    }
+
+    fn insert(&mut self, key: T::Key, obj: Arc<T>) {
+        match self {
+            Bucket::One(k, _) if *k == key => *self = Bucket::One(key, obj),
+            Bucket::One(k, v) => {
+                let mut m = imbl::OrdMap::new();
+                m.insert(k.clone(), v.clone());
+                m.insert(key, obj);
+                *self = Bucket::Many(m);
+            }
+            Bucket::Many(m) => {
+                m.insert(key, obj);
+            }
+        }
+    }
+
+    /// Removes `key`; returns whether the bucket is now empty (and must be dropped).
+    fn remove(&mut self, key: &T::Key) -> bool {
+        match self {
+            Bucket::One(k, _) => k == key,
+            Bucket::Many(m) => {
+                m.remove(key);
+                if m.len() == 1 {
+                    if let Some((k, v)) = m.iter().next().map(|(k, v)| (k.clone(), v.clone())) {
+                        *self = Bucket::One(k, v);
+                    }
+                    return false;
+                }
+                m.is_empty()
+            }
+        }
+    }
+}
+
+/// The storage of one index inside a snapshot, with its value type erased so that indexes of
+/// different value types sit side by side. Typed access goes back through [`Index<T, V>`].
+pub(crate) trait ErasedIndex<T: Object>: Send + Sync {
+    fn name(&self) -> &str;
+    fn clone_box(&self) -> Box<dyn ErasedIndex<T>>;
+    fn as_any(&self) -> &dyn Any;
+    fn value_type(&self) -> &'static str;
+    /// Fails when writing `new` under `key` would break a unique index.
+    fn check(&self, key: &T::Key, new: &T) -> Result<(), StoreError>;
+    /// Moves `key` from the buckets of `old`'s values to those of `new`'s values.
+    fn update(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>);
+    /// The keys sharing any value with `obj` (client-go's `Index`).
+    fn matching(&self, obj: &T) -> Vec<Arc<T>>;
+    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T>>>;
+    fn values_str(&self) -> Option<Vec<String>>;
+    fn bucket_count(&self) -> usize;
+    /// Every (value, key) pair, rendered with Debug, for consistency checks.
+    fn debug_entries(&self) -> Vec<(String, T::Key)>;
+    /// The values of `obj`, rendered with Debug.
+    fn debug_values(&self, obj: &T) -> Vec<String>;
+}
+
+pub(crate) struct TypedIndex<T: Object, V: IndexValue> {
+    name: Cow<'static, str>,
+    unique: bool,
+    values_fn: Arc<ValuesFn<T, V>>,
+    buckets: imbl::GenericHashMap<V, Bucket<T>, Hasher, imbl::shared_ptr::DefaultSharedPtr>,
+}
+
+impl<T: Object, V: IndexValue> TypedIndex<T, V> {
+    fn values(&self, obj: &T) -> Vec<V> {
+        let mut out = Vec::new();
+        (self.values_fn)(obj, &mut out);
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        out
+    }
+
+    pub(crate) fn bucket<Q>(&self, value: &Q) -> Option<&Bucket<T>>
+    where
+        V: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.buckets.get(value)
+    }
+
+    pub(crate) fn values_iter(&self) -> impl Iterator<Item = &V> {
+        self.buckets.keys()
+    }
+}
+
+impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn clone_box(&self) -> Box<dyn ErasedIndex<T>> {
+        Box::new(Self {
+            name: self.name.clone(),
+            unique: self.unique,
+            values_fn: self.values_fn.clone(),
+            buckets: self.buckets.clone(),
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn value_type(&self) -> &'static str {
+        std::any::type_name::<V>()
+    }
+
+    fn check(&self, key: &T::Key, new: &T) -> Result<(), StoreError> {
+        if !self.unique {
+            return Ok(());
+        }
+        for value in self.values(new) {
+            if let Some(bucket) = self.buckets.get(&value)
+                && !bucket.contains(key)
+            {
+                let holder = bucket
+                    .first()
+                    .map(|o| format!("{:?}", o.key()))
+                    .unwrap_or_default();
+                return Err(StoreError::UniqueViolation {
+                    index: self.name.to_string(),
+                    value: format!("{value:?}"),
+                    key: format!("{key:?}"),
+                    holder,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn update(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>) {
+        let old_values = old.map(|o| self.values(o)).unwrap_or_default();
+        let new_values = new.map(|o| self.values(o)).unwrap_or_default();
+        for value in &old_values {
+            if new.is_some() && new_values.binary_search(value).is_ok() {
+                continue;
+            }
+            if let Some(bucket) = self.buckets.get_mut(value)
+                && bucket.remove(key)
+            {
+                self.buckets.remove(value);
+            }
+        }
+        if let Some(new) = new {
+            for value in new_values {
+                // The object changed, so even an unchanged value's bucket must hold the new Arc.
+                match self.buckets.get_mut(&value) {
+                    Some(bucket) => bucket.insert(key.clone(), new.clone()),
+                    None => {
+                        self.buckets
+                            .insert(value, Bucket::One(key.clone(), new.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn matching(&self, obj: &T) -> Vec<Arc<T>> {
+        let values = self.values(obj);
+        let mut out: Vec<Arc<T>> = Vec::new();
+        let many = values.len() > 1;
+        for value in &values {
+            if let Some(bucket) = self.buckets.get(value) {
+                bucket.for_each(|_, o| out.push(o.clone()));
+            }
+        }
+        if many {
+            out.sort_by_key(|o| o.key());
+            out.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        }
+        out
+    }
+
+    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T>>> {
+        let me = (self as &dyn Any).downcast_ref::<TypedIndex<T, String>>()?;
+        Some(me.buckets.get(value))
+    }
+
+    fn values_str(&self) -> Option<Vec<String>> {
+        let me = (self as &dyn Any).downcast_ref::<TypedIndex<T, String>>()?;
+        Some(me.buckets.keys().cloned().collect())
+    }
+
+    fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    fn debug_entries(&self) -> Vec<(String, T::Key)> {
+        let mut out = Vec::new();
+        for (v, b) in &self.buckets {
+            b.for_each(|k, _| out.push((format!("{v:?}"), k.clone())));
+        }
+        out
+    }
+
+    fn debug_values(&self, obj: &T) -> Vec<String> {
+        self.values(obj).iter().map(|v| format!("{v:?}")).collect()
+    }
+}

@@ -1,0 +1,63 @@
+//! A typed client-side cache: the Rust answer to client-go's `tools/cache`.
+//!
+//! Programs that watch a remote source of truth (a Kubernetes API server, an etcd cluster, any
+//! list+watch API) keep a local, indexed mirror of it and answer questions from memory. This
+//! crate is that mirror, typed:
+//!
+//! - [`Object`]: what can be cached, with a typed key ([`ObjectKey`] is client-go's
+//!   `namespace/name`) and an optional [`ResourceVersion`];
+//! - [`Store`]: client-go's store contract;
+//! - [`Cache`]: the thread-safe indexed store, whose readers never block: every read goes
+//!   through an immutable [`Snapshot`] in which the objects, every index and the resource version
+//!   agree;
+//! - indexes ([`Indexer`], [`Index`]) from closures or, typed and checked by the compiler, from
+//!   `#[derive(Indexed)]`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use cache_core::{Cache, Index, Indexer, Indexers, Object, ObjectKey, ResourceVersion};
+//!
+//! #[derive(Debug)]
+//! struct Pod { namespace: String, name: String, node: Option<String>, rv: u64 }
+//!
+//! impl Object for Pod {
+//!     type Key = ObjectKey;
+//!     fn key(&self) -> ObjectKey { ObjectKey::new(&self.namespace, &self.name) }
+//!     fn resource_version(&self) -> Option<ResourceVersion> { Some(self.rv.into()) }
+//! }
+//!
+//! // A typed handle: queries through it are checked by the compiler.
+//! const NODE: Index<Pod, String> = Index::new("node");
+//!
+//! let cache = Cache::with_indexers(
+//!     Indexers::new().with(Indexer::for_index(NODE, |p: &Pod| p.node.clone())),
+//! );
+//! let pod = |name: &str, node: &str, rv| Arc::new(Pod {
+//!     namespace: "default".into(), name: name.into(), node: Some(node.into()), rv,
+//! });
+//! cache.replace(vec![pod("web-1", "n1", 1), pod("web-2", "n1", 2)], Some(2.into()))?;
+//! cache.update(pod("web-2", "n2", 3))?; // moves between index values
+//!
+//! // One snapshot: objects, indexes and resource version agree.
+//! let snap = cache.snapshot();
+//! assert_eq!(snap.by(NODE, "n1").len(), 1);
+//! assert_eq!(snap.by(NODE, "n2")[0].name, "web-2");
+//! assert_eq!(snap.values(NODE), ["n1", "n2"]);
+//! assert_eq!(snap.resource_version().map(|rv| rv.as_str()), Some("3"));
+//! let key = ObjectKey::new("default", "web-1");
+//! assert_eq!(snap.get(&key).map(|p| p.rv), Some(1));
+//! # Ok::<(), cache_core::StoreError>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod index;
+pub mod object;
+pub mod store;
+
+pub use index::{Index, IndexValue, Indexed, Indexer, Indexers};
+pub use object::{KeyParseError, Object, ObjectKey, ResourceVersion};
+pub use store::{ByIter, Cache, Change, Snapshot, Store, StoreError, TransactionError};

@@ -1,0 +1,821 @@
+use std::borrow::Borrow;
+use std::collections::VecDeque;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+
+use super::{Change, Store, StoreError, TransactionError};
+use crate::index::{
+    Bucket, ErasedIndex, Hasher, Index, IndexValue, Indexed, Indexer, Indexers, TypedIndex,
+};
+use crate::object::{Object, ResourceVersion};
+
+type ObjectMap<T> =
+    imbl::GenericHashMap<<T as Object>::Key, Arc<T>, Hasher, imbl::shared_ptr::DefaultSharedPtr>;
+
+/// How many replaced snapshots the writer keeps before dropping them itself. A reader that loads
+/// a snapshot just before it is replaced almost always lets go of it within this many writes, so
+/// the writer, not a reader, pays for freeing it.
+const RETIRED: usize = 4;
+
+/// The thread-safe indexed store (client-go's `ThreadSafeStore` plus `Indexer`), whose readers
+/// never block.
+///
+/// # Reads
+///
+/// Every read goes through a [`Snapshot`]: an immutable, consistent view of the objects, every
+/// index and the resource version at one point in time. [`Cache::snapshot`] hands one out; the
+/// shorthand reads on the cache itself ([`get_by_key`](Self::get_by_key), [`list`](Self::list),
+/// [`by`](Self::by), ...) each use the current one. Loading a snapshot is an atomic load (through
+/// `arc-swap`): a reader never waits for a writer, and never makes a writer wait, however long it
+/// keeps the snapshot.
+///
+/// Two calls on the cache may see two different snapshots; two calls on one snapshot always agree.
+///
+/// # Writes
+///
+/// Writers are serialized by a mutex that readers never touch. A write copies only the path to
+/// what it changes (the maps are persistent, with structural sharing): O(log n), never a copy of
+/// the whole map. [`replace`](Self::replace) builds a fresh snapshot and publishes it once;
+/// [`transaction`](Self::transaction) applies many changes with one publish. Replaced snapshots
+/// are freed by the writer, a few writes later, unless a reader still holds one.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use cache_core::{Cache, Indexer, Indexers, Object, ObjectKey};
+///
+/// #[derive(Debug)]
+/// struct Pod { ns: String, name: String, node: String }
+/// impl Object for Pod {
+///     type Key = ObjectKey;
+///     fn key(&self) -> ObjectKey { ObjectKey::new(&self.ns, &self.name) }
+/// }
+///
+/// let cache = Cache::with_indexers(
+///     Indexers::new().with(Indexer::new("node", |p: &Pod| [p.node.clone()])),
+/// );
+/// cache.add(Arc::new(Pod { ns: "a".into(), name: "web".into(), node: "n1".into() })).unwrap();
+/// cache.add(Arc::new(Pod { ns: "a".into(), name: "db".into(), node: "n2".into() })).unwrap();
+///
+/// let snap = cache.snapshot();
+/// assert_eq!(snap.len(), 2);
+/// assert_eq!(snap.by_index("node", "n1").unwrap()[0].name, "web");
+/// assert!(snap.by_index("zone", "z").is_err()); // unknown index: a typed error
+/// ```
+pub struct Cache<T: Object> {
+    current: ArcSwap<Snapshot<T>>,
+    writer: Mutex<Writer<T>>,
+}
+
+struct Writer<T: Object> {
+    indexers: Indexers<T>,
+    retired: VecDeque<Arc<Snapshot<T>>>,
+}
+
+/// One consistent, immutable view of a [`Cache`]: its objects, every index, and the resource
+/// version they reflect, all at the same point in time.
+///
+/// A snapshot is cheap to take and cheap to hold: it shares its structure with the cache. Holding
+/// it never blocks the writer; it only keeps the objects it sees alive.
+pub struct Snapshot<T: Object> {
+    objects: ObjectMap<T>,
+    indexes: Vec<Box<dyn ErasedIndex<T>>>,
+    resource_version: Option<ResourceVersion>,
+}
+
+impl<T: Object> Clone for Snapshot<T> {
+    fn clone(&self) -> Self {
+        Self {
+            objects: self.objects.clone(),
+            indexes: self.indexes.iter().map(|i| i.clone_box()).collect(),
+            resource_version: self.resource_version.clone(),
+        }
+    }
+}
+
+impl<T: Object> fmt::Debug for Snapshot<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("len", &self.objects.len())
+            .field(
+                "indexes",
+                &self.indexes.iter().map(|i| i.name()).collect::<Vec<_>>(),
+            )
+            .field("resource_version", &self.resource_version)
+            .finish()
+    }
+}
+
+impl<T: Object> fmt::Debug for Cache<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Cache")
+            .field(&**self.current.load())
+            .finish()
+    }
+}
+
+impl<T: Indexed> Default for Cache<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Indexed> Cache<T> {
+    /// An empty cache with the type's own indexes ([`Indexed::indexers`]).
+    pub fn new() -> Self {
+        Self::with_indexers(T::indexers())
+    }
+}
+
+impl<T: Object> Cache<T> {
+    /// An empty cache with these indexes. When two share a name, the first is kept.
+    pub fn with_indexers(indexers: Indexers<T>) -> Self {
+        let mut kept = Indexers::new();
+        for ix in indexers.iter() {
+            if !kept.names().any(|n| n == ix.name()) {
+                kept.push(ix.clone());
+            }
+        }
+        let snapshot = Snapshot {
+            objects: ObjectMap::<T>::with_hasher(Hasher::default()),
+            indexes: kept.iter().map(Indexer::build).collect(),
+            resource_version: None,
+        };
+        Self {
+            current: ArcSwap::from_pointee(snapshot),
+            writer: Mutex::new(Writer {
+                indexers: kept,
+                retired: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// The current snapshot. It never changes; later writes publish new ones.
+    pub fn snapshot(&self) -> Arc<Snapshot<T>> {
+        self.current.load_full()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Writer<T>> {
+        // A panic while holding the lock cannot leave a half-written snapshot: writes build a new
+        // snapshot aside and publish it atomically. So a poisoned lock is safe to reuse.
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` on a private copy of the current snapshot and publishes the copy, unless `f`
+    /// returns an error.
+    fn write<R, E>(&self, f: impl FnOnce(&mut Snapshot<T>) -> Result<R, E>) -> Result<R, E> {
+        let mut writer = self.lock();
+        let mut next = Snapshot::clone(&self.current.load());
+        let out = f(&mut next)?;
+        let old = self.current.swap(Arc::new(next));
+        writer.retire(old);
+        Ok(out)
+    }
+
+    /// Inserts or replaces `obj`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UniqueViolation`]; nothing is written then.
+    pub fn add(&self, obj: Arc<T>) -> Result<(), StoreError> {
+        self.write(|s| s.put(obj))
+    }
+
+    /// Same as [`add`](Self::add), as in client-go.
+    ///
+    /// # Errors
+    ///
+    /// As [`add`](Self::add).
+    pub fn update(&self, obj: Arc<T>) -> Result<(), StoreError> {
+        self.add(obj)
+    }
+
+    /// Removes `obj`'s key; `obj`'s resource version, if any, becomes the cache's.
+    ///
+    /// # Errors
+    ///
+    /// Never fails today; the signature matches [`Store::delete`].
+    pub fn delete(&self, obj: Arc<T>) -> Result<(), StoreError> {
+        self.write(|s| {
+            s.remove(&obj.key(), Some(&obj));
+            Ok(())
+        })
+    }
+
+    /// Removes the object with this key. The cache's resource version does not change
+    /// (client-go's `Delete(key)`).
+    pub fn delete_key(&self, key: &T::Key) {
+        let _ = self.write(|s| {
+            s.remove(key, None);
+            Ok::<(), StoreError>(())
+        });
+    }
+
+    /// Applies `changes` in order with one publish. Failed changes are reported with their
+    /// positions; the rest are applied. The cache's resource version becomes that of the last
+    /// applied change that carries one.
+    ///
+    /// # Errors
+    ///
+    /// [`TransactionError`] listing the failed changes.
+    pub fn transaction(
+        &self,
+        changes: impl IntoIterator<Item = Change<T>>,
+    ) -> Result<(), TransactionError> {
+        let (total, errors) = self
+            .write(|s| Ok::<_, StoreError>(s.apply_all(changes)))
+            .unwrap_or_else(|_| (0, Vec::new()));
+        TransactionError::check(total, errors)
+    }
+
+    /// Replaces the whole content with `items` as of `resource_version`, in one publish. A later
+    /// item wins over an earlier one with the same key.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Partial`] listing items rejected by a unique index; the rest are applied.
+    pub fn replace(
+        &self,
+        items: Vec<Arc<T>>,
+        resource_version: Option<ResourceVersion>,
+    ) -> Result<(), StoreError> {
+        let mut writer = self.lock();
+        let mut next = Snapshot {
+            objects: ObjectMap::<T>::with_hasher(Hasher::default()),
+            indexes: writer.indexers.iter().map(Indexer::build).collect(),
+            resource_version,
+        };
+        let total = items.len();
+        let mut errors = Vec::new();
+        for (i, obj) in items.into_iter().enumerate() {
+            let key = obj.key();
+            if let Err(e) = next.check(&key, &obj) {
+                errors.push((i, e));
+                continue;
+            }
+            let old = next.objects.insert(key.clone(), obj.clone());
+            for index in &mut next.indexes {
+                index.update(&key, old.as_ref(), Some(&obj));
+            }
+        }
+        let old = self.current.swap(Arc::new(next));
+        writer.retire(old);
+        TransactionError::check(total, errors).map_err(StoreError::Partial)
+    }
+
+    /// Records that the source reached `resource_version` with no change here.
+    pub fn bookmark(&self, resource_version: ResourceVersion) {
+        let _ = self.write(|s| {
+            s.resource_version = Some(resource_version);
+            Ok::<(), StoreError>(())
+        });
+    }
+
+    /// Adds indexes. Allowed while objects are present: they are indexed at once, in the same
+    /// publish.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::IndexConflict`] when a name is taken (or repeated); nothing is added then.
+    pub fn add_indexers(&self, indexers: Indexers<T>) -> Result<(), StoreError> {
+        let mut writer = self.lock();
+        let mut seen: Vec<&str> = writer.indexers.names().collect();
+        for name in indexers.names() {
+            if seen.contains(&name) {
+                return Err(StoreError::IndexConflict {
+                    name: name.to_owned(),
+                });
+            }
+            seen.push(name);
+        }
+        let mut next = Snapshot::clone(&self.current.load());
+        for ix in indexers.iter() {
+            let mut index = ix.build();
+            for (key, obj) in &next.objects {
+                index.update(key, None, Some(obj));
+            }
+            next.indexes.push(index);
+        }
+        writer.indexers.extend(indexers.iter().cloned());
+        let old = self.current.swap(Arc::new(next));
+        writer.retire(old);
+        Ok(())
+    }
+
+    /// The installed index definitions (client-go's `GetIndexers`).
+    pub fn indexers(&self) -> Indexers<T> {
+        self.lock().indexers.clone()
+    }
+
+    /// The object with this key, from the current snapshot.
+    pub fn get_by_key(&self, key: &T::Key) -> Option<Arc<T>> {
+        self.current.load().objects.get(key).cloned()
+    }
+
+    /// The object with `obj`'s key.
+    pub fn get(&self, obj: &T) -> Option<Arc<T>> {
+        self.get_by_key(&obj.key())
+    }
+
+    /// Every object of the current snapshot.
+    pub fn list(&self) -> Vec<Arc<T>> {
+        self.current.load().list()
+    }
+
+    /// Every key of the current snapshot.
+    pub fn list_keys(&self) -> Vec<T::Key> {
+        self.current.load().keys().cloned().collect()
+    }
+
+    /// The number of objects.
+    pub fn len(&self) -> usize {
+        self.current.load().len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The resource version of the current snapshot.
+    pub fn resource_version(&self) -> Option<ResourceVersion> {
+        self.current.load().resource_version.clone()
+    }
+
+    /// Typed index query on the current snapshot: see [`Snapshot::by`].
+    pub fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.current.load().by(index, value)
+    }
+
+    /// Unique-index lookup on the current snapshot: see [`Snapshot::by_unique`].
+    pub fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.current.load().by_unique(index, value)
+    }
+
+    /// The values of an index on the current snapshot: see [`Snapshot::values`].
+    pub fn values<V: IndexValue>(&self, index: Index<T, V>) -> Vec<V> {
+        self.current.load().values(index)
+    }
+
+    /// Named query on the current snapshot: see [`Snapshot::by_index`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Snapshot::by_index`].
+    pub fn by_index(&self, name: &str, value: &str) -> Result<Vec<Arc<T>>, StoreError> {
+        self.current.load().by_index(name, value)
+    }
+
+    /// Named query on the current snapshot: see [`Snapshot::by_index_value`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Snapshot::by_index_value`].
+    pub fn by_index_value<V: IndexValue>(
+        &self,
+        name: &str,
+        value: &V,
+    ) -> Result<Vec<Arc<T>>, StoreError> {
+        self.current.load().by_index_value(name, value)
+    }
+
+    /// Named query on the current snapshot: see [`Snapshot::index`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Snapshot::index`].
+    pub fn index(&self, name: &str, obj: &T) -> Result<Vec<Arc<T>>, StoreError> {
+        self.current.load().index(name, obj)
+    }
+
+    /// Named query on the current snapshot: see [`Snapshot::index_keys`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Snapshot::index_keys`].
+    pub fn index_keys(&self, name: &str, value: &str) -> Result<Vec<T::Key>, StoreError> {
+        self.current.load().index_keys(name, value)
+    }
+
+    /// Named query on the current snapshot: see [`Snapshot::index_values`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Snapshot::index_values`].
+    pub fn index_values(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        self.current.load().index_values(name)
+    }
+}
+
+impl<T: Object> Writer<T> {
+    fn retire(&mut self, old: Arc<Snapshot<T>>) {
+        self.retired.push_back(old);
+        if self.retired.len() > RETIRED {
+            // Dropped here, by the writer: if no reader holds it, its nodes are freed now.
+            self.retired.pop_front();
+        }
+    }
+}
+
+impl<T: Object> Store<T> for Cache<T> {
+    fn add(&self, obj: Arc<T>) -> Result<(), StoreError> {
+        Cache::add(self, obj)
+    }
+    fn update(&self, obj: Arc<T>) -> Result<(), StoreError> {
+        Cache::update(self, obj)
+    }
+    fn delete(&self, obj: Arc<T>) -> Result<(), StoreError> {
+        Cache::delete(self, obj)
+    }
+    fn list(&self) -> Vec<Arc<T>> {
+        Cache::list(self)
+    }
+    fn list_keys(&self) -> Vec<T::Key> {
+        Cache::list_keys(self)
+    }
+    fn get_by_key(&self, key: &T::Key) -> Option<Arc<T>> {
+        Cache::get_by_key(self, key)
+    }
+    fn replace(
+        &self,
+        items: Vec<Arc<T>>,
+        resource_version: Option<ResourceVersion>,
+    ) -> Result<(), StoreError> {
+        Cache::replace(self, items, resource_version)
+    }
+    fn resync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn bookmark(&self, resource_version: ResourceVersion) {
+        Cache::bookmark(self, resource_version);
+    }
+    fn last_sync_resource_version(&self) -> Option<ResourceVersion> {
+        self.resource_version()
+    }
+    fn transaction(&self, changes: Vec<Change<T>>) -> Result<(), TransactionError> {
+        Cache::transaction(self, changes)
+    }
+}
+
+impl<T: Object> Snapshot<T> {
+    fn check(&self, key: &T::Key, obj: &T) -> Result<(), StoreError> {
+        self.indexes.iter().try_for_each(|i| i.check(key, obj))
+    }
+
+    fn put(&mut self, obj: Arc<T>) -> Result<(), StoreError> {
+        let key = obj.key();
+        self.check(&key, &obj)?;
+        if let Some(rv) = obj.resource_version() {
+            self.resource_version = Some(rv);
+        }
+        let old = self.objects.insert(key.clone(), obj.clone());
+        for index in &mut self.indexes {
+            index.update(&key, old.as_ref(), Some(&obj));
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &T::Key, last: Option<&Arc<T>>) {
+        if let Some(rv) = last.and_then(|o| o.resource_version()) {
+            self.resource_version = Some(rv);
+        }
+        if let Some(old) = self.objects.remove(key) {
+            for index in &mut self.indexes {
+                index.update(key, Some(&old), None);
+            }
+        }
+    }
+
+    fn apply_all(
+        &mut self,
+        changes: impl IntoIterator<Item = Change<T>>,
+    ) -> (usize, Vec<(usize, StoreError)>) {
+        let mut errors = Vec::new();
+        let mut total = 0;
+        for (i, change) in changes.into_iter().enumerate() {
+            total += 1;
+            match change {
+                Change::Add(o) | Change::Update(o) => {
+                    if let Err(e) = self.put(o) {
+                        errors.push((i, e));
+                    }
+                }
+                Change::Delete(o) => self.remove(&o.key(), Some(&o)),
+            }
+        }
+        (total, errors)
+    }
+
+    fn find(&self, name: &str) -> Result<&dyn ErasedIndex<T>, StoreError> {
+        self.indexes
+            .iter()
+            .find(|i| i.name() == name)
+            .map(|b| &**b)
+            .ok_or_else(|| StoreError::UnknownIndex {
+                name: name.to_owned(),
+            })
+    }
+
+    fn typed<V: IndexValue>(&self, name: &str) -> Option<&TypedIndex<T, V>> {
+        self.indexes
+            .iter()
+            .find(|i| i.name() == name)?
+            .as_any()
+            .downcast_ref()
+    }
+
+    fn typed_named<V: IndexValue>(&self, name: &str) -> Result<&TypedIndex<T, V>, StoreError> {
+        let index = self.find(name)?;
+        index
+            .as_any()
+            .downcast_ref()
+            .ok_or_else(|| StoreError::IndexValueType {
+                name: name.to_owned(),
+                actual: index.value_type(),
+                requested: std::any::type_name::<V>(),
+            })
+    }
+
+    /// The number of objects.
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Whether there are no objects.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// The resource version this snapshot reflects: that of the last write, replace or bookmark
+    /// carrying one.
+    pub fn resource_version(&self) -> Option<&ResourceVersion> {
+        self.resource_version.as_ref()
+    }
+
+    /// The object with this key.
+    pub fn get(&self, key: &T::Key) -> Option<&Arc<T>> {
+        self.objects.get(key)
+    }
+
+    /// Whether an object has this key.
+    pub fn contains_key(&self, key: &T::Key) -> bool {
+        self.objects.contains_key(key)
+    }
+
+    /// Every object, in no particular order.
+    pub fn list(&self) -> Vec<Arc<T>> {
+        self.objects.values().cloned().collect()
+    }
+
+    /// Every object, by reference, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<T>> {
+        self.objects.values()
+    }
+
+    /// Every key, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &T::Key> {
+        self.objects.keys()
+    }
+
+    /// The objects whose index `index` holds `value`, ordered by key. A `String` index accepts
+    /// `&str`. An index that is not installed reads as empty.
+    pub fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut out = Vec::new();
+        if let Some(bucket) = self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
+            out.reserve_exact(bucket.len());
+            bucket.for_each(|_, o| out.push(o.clone()));
+        }
+        out
+    }
+
+    /// Like [`by`](Self::by), without collecting: the objects are borrowed from the snapshot.
+    pub fn by_iter<V, Q>(&self, index: Index<T, V>, value: &Q) -> ByIter<'_, T>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
+            None => ByIter::Empty,
+            Some(Bucket::One(_, o)) => ByIter::One(Some(o)),
+            Some(Bucket::Many(m)) => ByIter::Many(m.values()),
+        }
+    }
+
+    /// How many objects hold `value` in `index`.
+    pub fn count_by<V, Q>(&self, index: Index<T, V>, value: &Q) -> usize
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.typed::<V>(index.name())
+            .and_then(|i| i.bucket(value))
+            .map_or(0, Bucket::len)
+    }
+
+    /// The object holding `value` in a unique index (the first by key, for an index that is not
+    /// unique).
+    pub fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.typed::<V>(index.name())?
+            .bucket(value)?
+            .first()
+            .cloned()
+    }
+
+    /// The keys of the objects whose index `index` holds `value`, in order.
+    pub fn keys_by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<T::Key>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut out = Vec::new();
+        if let Some(bucket) = self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
+            bucket.for_each(|k, _| out.push(k.clone()));
+        }
+        out
+    }
+
+    /// Every value present in `index`, sorted.
+    pub fn values<V: IndexValue>(&self, index: Index<T, V>) -> Vec<V> {
+        let mut out: Vec<V> = self
+            .typed::<V>(index.name())
+            .map(|i| i.values_iter().cloned().collect())
+            .unwrap_or_default();
+        out.sort_unstable();
+        out
+    }
+
+    /// The objects whose `String`-valued index `name` holds `value` (client-go's `ByIndex`),
+    /// ordered by key. An unknown value gives an empty list.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownIndex`]; [`StoreError::IndexValueType`] when the index's values are
+    /// not strings (use [`by_index_value`](Self::by_index_value)).
+    pub fn by_index(&self, name: &str, value: &str) -> Result<Vec<Arc<T>>, StoreError> {
+        let index = self.find(name)?;
+        let bucket = index
+            .bucket_str(value)
+            .ok_or_else(|| StoreError::IndexValueType {
+                name: name.to_owned(),
+                actual: index.value_type(),
+                requested: std::any::type_name::<String>(),
+            })?;
+        let mut out = Vec::new();
+        if let Some(b) = bucket {
+            b.for_each(|_, o| out.push(o.clone()));
+        }
+        Ok(out)
+    }
+
+    /// The objects whose index `name` holds `value`, for an index of any value type.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownIndex`]; [`StoreError::IndexValueType`] when `V` is not the index's
+    /// value type.
+    pub fn by_index_value<V: IndexValue>(
+        &self,
+        name: &str,
+        value: &V,
+    ) -> Result<Vec<Arc<T>>, StoreError> {
+        let index = self.typed_named::<V>(name)?;
+        let mut out = Vec::new();
+        if let Some(b) = index.bucket(value) {
+            b.for_each(|_, o| out.push(o.clone()));
+        }
+        Ok(out)
+    }
+
+    /// The objects that share at least one value of index `name` with `obj` (client-go's
+    /// `Index`), ordered by key, without duplicates.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownIndex`].
+    pub fn index(&self, name: &str, obj: &T) -> Result<Vec<Arc<T>>, StoreError> {
+        Ok(self.find(name)?.matching(obj))
+    }
+
+    /// The keys under `value` in the `String`-valued index `name` (client-go's `IndexKeys`).
+    ///
+    /// # Errors
+    ///
+    /// As [`by_index`](Self::by_index).
+    pub fn index_keys(&self, name: &str, value: &str) -> Result<Vec<T::Key>, StoreError> {
+        Ok(self
+            .by_index(name, value)?
+            .iter()
+            .map(|o| o.key())
+            .collect())
+    }
+
+    /// Every value present in the `String`-valued index `name`, sorted (client-go's
+    /// `ListIndexFuncValues`).
+    ///
+    /// # Errors
+    ///
+    /// As [`by_index`](Self::by_index).
+    pub fn index_values(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        let index = self.find(name)?;
+        let mut values = index
+            .values_str()
+            .ok_or_else(|| StoreError::IndexValueType {
+                name: name.to_owned(),
+                actual: index.value_type(),
+                requested: std::any::type_name::<String>(),
+            })?;
+        values.sort_unstable();
+        Ok(values)
+    }
+
+    /// The names of the installed indexes.
+    pub fn index_names(&self) -> impl Iterator<Item = &str> {
+        self.indexes.iter().map(|i| i.name())
+    }
+
+    /// Checks that every index agrees with the objects: each object sits in exactly the buckets
+    /// of its values, and each bucket entry is an object that has that value. Meant for tests of
+    /// this crate and of code built on it.
+    ///
+    /// # Errors
+    ///
+    /// A description of the first disagreement.
+    #[doc(hidden)]
+    pub fn verify_indexes(&self) -> Result<(), String> {
+        for index in &self.indexes {
+            let mut expected: Vec<(String, T::Key)> = Vec::new();
+            for (key, obj) in &self.objects {
+                for v in index.debug_values(obj) {
+                    expected.push((v, key.clone()));
+                }
+            }
+            let mut actual = index.debug_entries();
+            expected.sort();
+            actual.sort();
+            if expected != actual {
+                return Err(format!(
+                    "index {:?} disagrees with the objects: expected {} entries, found {}",
+                    index.name(),
+                    expected.len(),
+                    actual.len()
+                ));
+            }
+            let buckets = index.bucket_count();
+            let distinct = {
+                let mut v: Vec<&String> = expected.iter().map(|e| &e.0).collect();
+                v.dedup();
+                v.len()
+            };
+            if buckets != distinct {
+                return Err(format!(
+                    "index {:?} keeps {buckets} buckets for {distinct} values",
+                    index.name()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The objects under one index value, borrowed from a [`Snapshot`]; see [`Snapshot::by_iter`].
+pub enum ByIter<'a, T: Object> {
+    /// No object.
+    Empty,
+    /// One object.
+    One(Option<&'a Arc<T>>),
+    /// Several objects.
+    Many(imbl::ordmap::Values<'a, T::Key, Arc<T>, imbl::shared_ptr::DefaultSharedPtr>),
+}
+
+impl<'a, T: Object> Iterator for ByIter<'a, T> {
+    type Item = &'a Arc<T>;
+    fn next(&mut self) -> Option<&'a Arc<T>> {
+        match self {
+            ByIter::Empty => None,
+            ByIter::One(o) => o.take(),
+            ByIter::Many(it) => it.next(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! `#[derive(Indexed)]` for `cache-core`. Use it through `cache_core::Indexed`.
