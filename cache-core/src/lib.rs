@@ -56,6 +56,7 @@
 
 pub mod index;
 pub mod object;
+pub mod source;
 pub mod store;
 
 pub use index::{Index, IndexValue, Indexed, Indexer, Indexers};
