@@ -148,7 +148,8 @@ where
     ///     fn resource_version(&self) -> Option<ResourceVersion> { self.rv.clone() }
     /// }
     ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let client = Client::try_from(Config::new("http://127.0.0.1:1".parse()?))?;
     /// let source = KubeListWatch::new(Api::<Pod>::all(client)).map(|pod: Pod| {
     ///     Ok::<_, &str>(MyPod {
