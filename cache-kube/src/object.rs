@@ -137,7 +137,10 @@ pub struct MissingName;
 pub fn object_key<K: Resource>(object: &K) -> Option<ObjectKey> {
     let meta = object.meta();
     let name = meta.name.as_deref().filter(|n| !n.is_empty())?;
-    Some(ObjectKey::new(meta.namespace.as_deref().unwrap_or(""), name))
+    Some(ObjectKey::new(
+        meta.namespace.as_deref().unwrap_or(""),
+        name,
+    ))
 }
 
 /// The resource version of a Kubernetes object (`metadata.resourceVersion`), if it has one.

@@ -345,7 +345,10 @@ mod tests {
     }
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut v: Vec<_> = p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let mut v: Vec<_> = p
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         v.sort();
         v
     }
@@ -386,7 +389,10 @@ mod tests {
 
     #[test]
     fn list_without_version_is_a_quorum_read() {
-        assert_eq!(list_query("/api/v1/pods", &ListOptions::default()), "/api/v1/pods?");
+        assert_eq!(
+            list_query("/api/v1/pods", &ListOptions::default()),
+            "/api/v1/pods?"
+        );
     }
 
     #[test]

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::source::{ObjectList, SourceError, SourceErrorKind, WatchEvent, WatchStream};
-use futures::io::{AsyncBufRead, AsyncBufReadExt};
 use futures::StreamExt;
+use futures::io::{AsyncBufRead, AsyncBufReadExt};
 use kube::core::Status;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::error::{error_chain, error_from_status, has_io_kind};
@@ -247,7 +247,13 @@ fn decode_bookmark<T>(raw: &str) -> Result<WatchEvent<T>, SourceError> {
 /// the reflector re-watches from the last version it saw, as client-go does.
 fn is_end_of_connection(e: &io::Error) -> bool {
     use io::ErrorKind::*;
-    let ends = [UnexpectedEof, TimedOut, ConnectionReset, ConnectionAborted, BrokenPipe];
+    let ends = [
+        UnexpectedEof,
+        TimedOut,
+        ConnectionReset,
+        ConnectionAborted,
+        BrokenPipe,
+    ];
     ends.iter().any(|k| has_io_kind(e, *k)) || {
         let text = error_chain(e);
         text.contains("unexpected EOF") || text.contains("IncompleteMessage")
@@ -373,7 +379,11 @@ mod tests {
         assert_eq!(page.skipped.len(), 1);
         assert_eq!(page.skipped[0].kind, SourceErrorKind::Decode);
         assert_eq!(page.skipped[0].object.as_deref(), Some("a/bad"));
-        assert!(page.skipped[0].message.contains("Thing"), "{}", page.skipped[0].message);
+        assert!(
+            page.skipped[0].message.contains("Thing"),
+            "{}",
+            page.skipped[0].message
+        );
     }
 
     #[test]
@@ -421,7 +431,10 @@ mod tests {
         ));
         assert!(matches!(
             t(r#"{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"10"}}}"#),
-            Line::Event(WatchEvent::Bookmark { initial_events_end: false, .. })
+            Line::Event(WatchEvent::Bookmark {
+                initial_events_end: false,
+                ..
+            })
         ));
         assert!(matches!(
             t(r#"{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}"#),
@@ -440,7 +453,10 @@ mod tests {
             Line::Skip(e) if e.message.contains("EXPLODED")
         ));
         assert!(matches!(t("not json"), Line::Skip(e) if e.kind == SourceErrorKind::Decode));
-        assert!(matches!(t(r#"{"type":"ADDED","object":{"metada"#), Line::Truncated));
+        assert!(matches!(
+            t(r#"{"type":"ADDED","object":{"metada"#),
+            Line::Truncated
+        ));
         assert!(matches!(
             t(r#"{"type":"BOOKMARK","object":{"metadata":{}}}"#),
             Line::Skip(e) if e.message.contains("resourceVersion")
@@ -497,6 +513,8 @@ mod tests {
         assert!(matches!(&items[0], Ok(WatchEvent::Added(_))));
         assert!(matches!(&items[1], Err(e) if e.kind == SourceErrorKind::Decode));
         assert!(matches!(&items[2], Ok(WatchEvent::Deleted(_))));
-        assert!(matches!(&items[3], Ok(WatchEvent::Error(e)) if e.kind == SourceErrorKind::Expired));
+        assert!(
+            matches!(&items[3], Ok(WatchEvent::Error(e)) if e.kind == SourceErrorKind::Expired)
+        );
     }
 }
