@@ -1,0 +1,145 @@
+//! Memory: heap bytes the cache holds once synced with the recorded pods, and the peak while
+//! syncing, ours against kube-runtime's reflector Store. A counting global allocator measures
+//! every heap byte the process holds above the baseline taken just before the sync (the
+//! recording and the replay server are allocated before it).
+//!
+//! `cargo bench --manifest-path kube-bench/Cargo.toml --bench kube_memory`
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use kube_bench::{
+    Recording, ReplayServer, pod_count, sync_kube_runtime, sync_ours_slim, sync_ours_whole,
+};
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the counters only
+// observe sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's layout.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's pointer and layout.
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded with the caller's arguments.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                let grow = new_size - layout.size();
+                let now = CURRENT.fetch_add(grow, Ordering::Relaxed) + grow;
+                PEAK.fetch_max(now, Ordering::Relaxed);
+            } else {
+                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn mib(b: usize) -> f64 {
+    b as f64 / (1 << 20) as f64
+}
+
+async fn measure<S, R, F>(
+    name: &str,
+    recording: &Arc<Recording>,
+    sync: impl FnOnce(kube::Client) -> F,
+    len: impl Fn(&S) -> usize,
+) where
+    F: Future<Output = (S, R)>,
+{
+    let server = ReplayServer::start(recording.clone()).await;
+    let client = server.client();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let start = Instant::now();
+    let (store, running) = sync(client).await;
+    let took = start.elapsed();
+    // Let in-flight buffers drain (the open watch, the last page).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = CURRENT.load(Ordering::Relaxed).saturating_sub(base);
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    let n = len(&store);
+    println!(
+        "| {name} | {n} | {:.1} MiB | {:.0} B | {:.1} MiB | {:.2} s |",
+        mib(held),
+        held as f64 / n as f64,
+        mib(peak),
+        took.as_secs_f64()
+    );
+    drop(running);
+    drop(store);
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not supported here.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let n = pod_count();
+    let recording = Arc::new(Recording::new(n));
+    println!(
+        "{n} pods, {:.0} MiB of list JSON ({:.0} B per pod)\n",
+        mib(recording.bytes),
+        recording.bytes as f64 / n as f64
+    );
+    println!("| cache | objects | held after sync | per object | peak during sync | sync time |");
+    println!("|---|---|---|---|---|---|");
+    rt.block_on(async {
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::runtime::reflector::Store;
+        measure(
+            "kube-runtime `Store<Pod>`",
+            &recording,
+            |c| sync_kube_runtime(c, false),
+            |s: &Store<Pod>| s.len(),
+        )
+        .await;
+        measure(
+            "kube-runtime `Store<Pod>`, managed fields dropped (`.modify`)",
+            &recording,
+            |c| sync_kube_runtime(c, true),
+            |s: &Store<Pod>| s.len(),
+        )
+        .await;
+        measure(
+            "ours `Cache<KubeObject<Pod>>` (whole pods, no index)",
+            &recording,
+            sync_ours_whole,
+            |c: &Arc<cache_core::Cache<_>>| c.len(),
+        )
+        .await;
+        measure(
+            "ours `Cache<SlimPod>` (transform, 3 indexes)",
+            &recording,
+            sync_ours_slim,
+            |c: &Arc<cache_core::Cache<_>>| c.len(),
+        )
+        .await;
+    });
+}
