@@ -42,3 +42,6 @@ pub use rate_limit::{
     default_rate_limiter,
 };
 pub use workqueue::{NoMetrics, QueueMetrics, WorkQueue, WorkQueueBuilder};
+
+#[cfg(test)]
+mod tests;

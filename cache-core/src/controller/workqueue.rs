@@ -242,8 +242,8 @@ impl<K: Clone + Eq + Hash> Delayed<K> {
         None
     }
 
-    /// Takes the next key due at or before `now`.
-    fn pop_due(&mut self, now: Instant) -> Option<K> {
+    /// Takes the next key due at or before `now`, with the time it was due.
+    fn pop_due(&mut self, now: Instant) -> Option<(K, Instant)> {
         while let Some(top) = self.heap.peek() {
             if !self.is_current(top) {
                 self.heap.pop();
@@ -254,7 +254,7 @@ impl<K: Clone + Eq + Hash> Delayed<K> {
             }
             let entry = self.heap.pop()?;
             self.due.remove(&entry.key);
-            return Some(entry.key);
+            return Some((entry.key, entry.at));
         }
         None
     }
@@ -282,11 +282,12 @@ impl<K: Clone + Eq + Hash> State<K> {
         !processing
     }
 
-    /// Queues the delayed keys that are due. Returns how many were queued.
+    /// Queues the delayed keys that are due, as of the time they were due. Returns how many
+    /// were queued.
     fn promote(&mut self, now: Instant, metrics: &dyn QueueMetrics) -> usize {
         let mut queued = 0;
-        while let Some(key) = self.delayed.pop_due(now) {
-            if self.add(key, now, metrics) {
+        while let Some((key, due)) = self.delayed.pop_due(now) {
+            if self.add(key, due, metrics) {
                 queued += 1;
             }
         }
