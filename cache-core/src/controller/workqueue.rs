@@ -97,7 +97,6 @@ impl<M: QueueMetrics + ?Sized> QueueMetrics for Arc<M> {
 /// # Examples
 ///
 /// ```
-/// use std::time::Duration;
 /// use cache_core::controller::WorkQueue;
 ///
 /// # #[tokio::main(flavor = "current_thread")]

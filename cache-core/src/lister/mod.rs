@@ -218,3 +218,6 @@ where
         .map(|(_, obj)| obj.clone())
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -669,3 +669,523 @@ impl<'a> Parser<'a> {
         Ok(values)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn parse(s: &str) -> LabelSelector {
+        s.parse()
+            .unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
+    }
+
+    fn err(s: &str) -> SelectorParseError {
+        match s.parse::<LabelSelector>() {
+            Ok(sel) => panic!("{s:?} should not parse, got {sel:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn good_selectors_parse_and_print_in_canonical_form() {
+        let long_name = "a".repeat(63);
+        let long_prefix = format!("{}.{}", "b".repeat(126), "c".repeat(126));
+        let cases: Vec<(String, String)> = [
+            ("", ""),
+            ("   ", ""),
+            ("x=a", "x=a"),
+            ("x==a", "x=a"),
+            ("x!=a", "x!=a"),
+            ("x", "x"),
+            ("!x", "!x"),
+            ("x in (a,b)", "x in (a,b)"),
+            ("x notin (b, a, a)", "x notin (a,b)"),
+            ("x in (a)", "x in (a)"),
+            // As in Kubernetes, a missing value in a list, or after '=', is the empty value.
+            ("x in ()", "x in ()"),
+            ("x in (,a)", "x in (,a)"),
+            ("x in (a,)", "x in (,a)"),
+            ("x=", "x="),
+            ("x!=,y", "x!=,y"),
+            ("  x = a , y in(b) ,! z ", "x=a,y in (b),!z"),
+            ("z,y,x", "x,y,z"),
+            ("a=b,a!=c", "a=b,a!=c"),
+            (
+                "example.com/app=web,app.kubernetes.io/name=db",
+                "app.kubernetes.io/name=db,example.com/app=web",
+            ),
+            ("A_b.c-D=E_f.g-H,9=0", "9=0,A_b.c-D=E_f.g-H"),
+            // The operator words are keys and values where a key or value is expected.
+            ("in=notin,notin in (in)", "in=notin,notin in (in)"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .chain([
+            (
+                format!("{long_name}={long_name}"),
+                format!("{long_name}={long_name}"),
+            ),
+            (format!("{long_prefix}/x"), format!("{long_prefix}/x")),
+        ])
+        .collect();
+        for (input, canonical) in cases {
+            let sel = parse(&input);
+            assert_eq!(sel.to_string(), canonical, "display of {input:?}");
+            assert_eq!(parse(&canonical), sel, "round trip of {input:?}");
+        }
+        assert!(parse("").is_everything());
+        assert_eq!(parse(""), LabelSelector::everything());
+    }
+
+    #[test]
+    fn requirements_are_exposed_sorted_by_key() {
+        let sel = parse("z notin (b,a),!y,x==1");
+        let got: Vec<_> = sel
+            .requirements()
+            .iter()
+            .map(|r| (r.key(), r.operator(), r.values().to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("x", Operator::Equals, vec!["1".to_owned()]),
+                ("y", Operator::DoesNotExist, vec![]),
+                ("z", Operator::NotIn, vec!["a".to_owned(), "b".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_selectors_say_where_and_what() {
+        use InvalidLabel as L;
+        use SelectorErrorKind as K;
+        let found = |s: &str| s.to_owned();
+        let cases: Vec<(String, usize, SelectorErrorKind)> = vec![
+            (
+                "x=a,".into(),
+                4,
+                K::ExpectedKey {
+                    found: found("the end"),
+                },
+            ),
+            (
+                ",x".into(),
+                0,
+                K::ExpectedKey {
+                    found: found("','"),
+                },
+            ),
+            (
+                "!".into(),
+                1,
+                K::ExpectedKey {
+                    found: found("the end"),
+                },
+            ),
+            (
+                "!!x".into(),
+                1,
+                K::ExpectedKey {
+                    found: found("'!'"),
+                },
+            ),
+            (
+                "=a".into(),
+                0,
+                K::ExpectedKey {
+                    found: found("'='"),
+                },
+            ),
+            (
+                "x y".into(),
+                2,
+                K::ExpectedOperator {
+                    found: found("\"y\""),
+                },
+            ),
+            (
+                "x>1".into(),
+                1,
+                K::ExpectedOperator {
+                    found: found("'>'"),
+                },
+            ),
+            (
+                "x in a".into(),
+                5,
+                K::ExpectedOpenParen {
+                    operator: "in",
+                    found: found("\"a\""),
+                },
+            ),
+            (
+                "x notin".into(),
+                7,
+                K::ExpectedOpenParen {
+                    operator: "notin",
+                    found: found("the end"),
+                },
+            ),
+            (
+                "x in (a".into(),
+                7,
+                K::ExpectedListItem {
+                    found: found("the end"),
+                },
+            ),
+            (
+                "x in (a b)".into(),
+                8,
+                K::ExpectedListItem {
+                    found: found("\"b\""),
+                },
+            ),
+            (
+                "x in ((a)".into(),
+                6,
+                K::ExpectedListItem {
+                    found: found("'('"),
+                },
+            ),
+            (
+                "x=(a)".into(),
+                2,
+                K::ExpectedValue {
+                    operator: "=",
+                    found: found("'('"),
+                },
+            ),
+            (
+                "x!=!a".into(),
+                3,
+                K::ExpectedValue {
+                    operator: "!=",
+                    found: found("'!'"),
+                },
+            ),
+            (
+                "x=a=b".into(),
+                3,
+                K::ExpectedCommaOrEnd {
+                    found: found("'='"),
+                },
+            ),
+            (
+                "x=a)".into(),
+                3,
+                K::ExpectedCommaOrEnd {
+                    found: found("')'"),
+                },
+            ),
+            (
+                "!x=a".into(),
+                2,
+                K::ExpectedCommaOrEnd {
+                    found: found("'='"),
+                },
+            ),
+            (
+                "x in (a) y".into(),
+                9,
+                K::ExpectedCommaOrEnd {
+                    found: found("\"y\""),
+                },
+            ),
+            (
+                "y,-x=a".into(),
+                2,
+                K::InvalidKey {
+                    key: "-x".into(),
+                    reason: L::BadCharacters,
+                },
+            ),
+            (
+                "x_=a".into(),
+                0,
+                K::InvalidKey {
+                    key: "x_".into(),
+                    reason: L::BadCharacters,
+                },
+            ),
+            (
+                "é=a".into(),
+                0,
+                K::InvalidKey {
+                    key: "é".into(),
+                    reason: L::BadCharacters,
+                },
+            ),
+            (
+                "a/b/c=d".into(),
+                0,
+                K::InvalidKey {
+                    key: "a/b/c".into(),
+                    reason: L::TooManySlashes,
+                },
+            ),
+            (
+                "/x".into(),
+                0,
+                K::InvalidKey {
+                    key: "/x".into(),
+                    reason: L::EmptyPrefix,
+                },
+            ),
+            (
+                "example.com/".into(),
+                0,
+                K::InvalidKey {
+                    key: "example.com/".into(),
+                    reason: L::EmptyName,
+                },
+            ),
+            (
+                "Example.com/x".into(),
+                0,
+                K::InvalidKey {
+                    key: "Example.com/x".into(),
+                    reason: L::BadPrefix,
+                },
+            ),
+            (
+                "a..b/x".into(),
+                0,
+                K::InvalidKey {
+                    key: "a..b/x".into(),
+                    reason: L::BadPrefix,
+                },
+            ),
+            (
+                "-a.b/x".into(),
+                0,
+                K::InvalidKey {
+                    key: "-a.b/x".into(),
+                    reason: L::BadPrefix,
+                },
+            ),
+            (
+                "x=-a".into(),
+                2,
+                K::InvalidValue {
+                    value: "-a".into(),
+                    reason: L::BadCharacters,
+                },
+            ),
+            (
+                "x in (a,b.)".into(),
+                8,
+                K::InvalidValue {
+                    value: "b.".into(),
+                    reason: L::BadCharacters,
+                },
+            ),
+            (
+                "x=a b".into(),
+                4,
+                K::ExpectedCommaOrEnd {
+                    found: found("\"b\""),
+                },
+            ),
+        ];
+        for (input, offset, kind) in cases {
+            let e = err(&input);
+            assert_eq!((e.offset, &e.kind), (offset, &kind), "for {input:?}");
+            assert_eq!(e.selector, input);
+        }
+
+        let long = "v".repeat(64);
+        let e = err(&format!("x={long}"));
+        assert_eq!(
+            (e.offset, e.kind),
+            (
+                2,
+                K::InvalidValue {
+                    value: long.clone(),
+                    reason: L::TooLong { len: 64 }
+                }
+            )
+        );
+        let e = err(&long);
+        assert_eq!(
+            e.kind,
+            K::InvalidKey {
+                key: long,
+                reason: L::TooLong { len: 64 }
+            }
+        );
+        let prefix = "p".repeat(254);
+        let e = err(&format!("{prefix}/x"));
+        assert_eq!(
+            e.kind,
+            K::InvalidKey {
+                key: format!("{prefix}/x"),
+                reason: L::PrefixTooLong { len: 254 }
+            }
+        );
+    }
+
+    #[test]
+    fn error_messages_read_well() {
+        assert_eq!(
+            err("app in web").to_string(),
+            "invalid label selector \"app in web\" at offset 7: expected '(' after 'in', found \"web\""
+        );
+        assert_eq!(
+            err("app=web,").to_string(),
+            "invalid label selector \"app=web,\" at offset 8: expected a label key, found the end"
+        );
+        assert_eq!(
+            err("app web").to_string(),
+            "invalid label selector \"app web\" at offset 4: expected '=', '==', '!=', 'in', \
+             'notin', ',' or the end after the key, found \"web\""
+        );
+        assert_eq!(
+            err("Foo.io/app=x").to_string(),
+            "invalid label selector \"Foo.io/app=x\" at offset 0: invalid label key \
+             \"Foo.io/app\": the prefix must be a lowercase DNS subdomain: dot-separated parts \
+             of lowercase alphanumeric characters or '-', each starting and ending with an \
+             alphanumeric character"
+        );
+        assert_eq!(
+            err("app=we b").to_string(),
+            "invalid label selector \"app=we b\" at offset 7: expected ',' or the end after a \
+             requirement, found \"b\""
+        );
+        assert_eq!(
+            err("app=-web").to_string(),
+            "invalid label selector \"app=-web\" at offset 4: invalid label value \"-web\": must \
+             consist of alphanumeric characters, '-', '_' or '.', and must start and end with an \
+             alphanumeric character"
+        );
+    }
+
+    #[test]
+    fn matching_truth_tables() {
+        let label_sets: [&[(&str, &str)]; 6] = [
+            &[],
+            &[("x", "a")],
+            &[("x", "b")],
+            &[("x", "")],
+            &[("y", "a")],
+            &[("x", "a"), ("y", "b")],
+        ];
+        let table: [(&str, [bool; 6]); 12] = [
+            ("", [true, true, true, true, true, true]),
+            ("x=a", [false, true, false, false, false, true]),
+            ("x==a", [false, true, false, false, false, true]),
+            ("x!=a", [true, false, true, true, true, false]),
+            ("x in (a,b)", [false, true, true, false, false, true]),
+            ("x notin (a,b)", [true, false, false, true, true, false]),
+            ("x", [false, true, true, true, false, true]),
+            ("!x", [true, false, false, false, true, false]),
+            ("x=", [false, false, false, true, false, false]),
+            ("x in ()", [false, false, false, true, false, false]),
+            ("x=a,y=b", [false, false, false, false, false, true]),
+            ("x,!y", [false, true, true, true, false, false]),
+        ];
+        for (selector, expected) in table {
+            let sel = parse(selector);
+            let got: Vec<bool> = label_sets.iter().map(|l| sel.matches(*l)).collect();
+            assert_eq!(got, expected, "selector {selector:?}");
+        }
+    }
+
+    #[test]
+    fn label_sources() {
+        let sel = parse("app=web,!canary");
+        let btree: BTreeMap<String, String> = [("app".to_owned(), "web".to_owned())].into();
+        let hash: HashMap<String, String> = btree.clone().into_iter().collect();
+        assert!(sel.matches(&btree));
+        assert!(sel.matches(&hash));
+        assert!(sel.matches(&Some(btree.clone())));
+        assert!(sel.matches(&Arc::new(btree)));
+        // No labels at all.
+        assert!(!sel.matches(&None::<BTreeMap<String, String>>));
+        assert!(parse("!app").matches(&None::<BTreeMap<String, String>>));
+    }
+
+    /// A requirement as written, and whether it matches a label value (`None`: absent).
+    #[derive(Debug, Clone)]
+    struct Spec {
+        key: String,
+        op: u8,
+        values: Vec<String>,
+    }
+
+    impl Spec {
+        fn render(&self, pad: &str) -> String {
+            let (k, v) = (&self.key, &self.values);
+            match self.op {
+                0 => format!("{k}{pad}={pad}{}", v[0]),
+                1 => format!("{k}{pad}=={pad}{}", v[0]),
+                2 => format!("{k}{pad}!={pad}{}", v[0]),
+                3 => format!("{k} in{pad}({})", v.join(&format!("{pad},{pad}"))),
+                4 => format!("{k} notin{pad}({})", v.join(",")),
+                5 => k.clone(),
+                _ => format!("!{pad}{k}"),
+            }
+        }
+
+        fn matches(&self, value: Option<&str>) -> bool {
+            let listed = value.is_some_and(|x| self.values.iter().any(|v| v == x));
+            match self.op {
+                0 | 1 | 3 => listed,
+                2 | 4 => !listed,
+                5 => value.is_some(),
+                _ => value.is_none(),
+            }
+        }
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        let key = prop::sample::select(vec!["app", "tier", "example.com/owner", "x.y-z_1"]);
+        let value = prop::sample::select(vec!["", "web", "db", "a.b-c_9"]);
+        (key, 0u8..7, prop::collection::vec(value, 1..4)).prop_map(|(k, op, mut values)| {
+            if op < 3 {
+                values.truncate(1); // '=', '==' and '!=' take one value
+            }
+            Spec {
+                key: k.to_owned(),
+                op,
+                values: values.into_iter().map(str::to_owned).collect(),
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_written_selector_parses_matches_like_the_model_and_round_trips(
+            specs in prop::collection::vec(spec(), 0..5),
+            pad in prop::sample::select(vec!["", " ", "  "]),
+            labels in prop::collection::btree_map(
+                prop::sample::select(vec!["app", "tier", "example.com/owner", "other"]),
+                prop::sample::select(vec!["", "web", "db", "a.b-c_9", "zzz"]),
+                0..4,
+            ),
+        ) {
+            let text = specs.iter().map(|s| s.render(pad)).collect::<Vec<_>>().join(&format!("{pad},{pad}"));
+            let sel = parse(&text);
+            let labels: BTreeMap<String, String> =
+                labels.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+            let model = specs.iter().all(|s| s.matches(labels.get(&s.key).map(String::as_str)));
+            prop_assert_eq!(sel.matches(&labels), model, "{}", text);
+            let printed = sel.to_string();
+            prop_assert_eq!(parse(&printed), sel.clone(), "{} printed as {}", text, printed);
+            prop_assert_eq!(parse(&printed).to_string(), printed);
+        }
+
+        #[test]
+        fn arbitrary_input_never_panics(s in ".{0,40}") {
+            let _ = s.parse::<LabelSelector>();
+        }
+
+        #[test]
+        fn selector_like_noise_never_panics(s in "[a-z!=(), /.-]{0,30}") {
+            if let Ok(sel) = s.parse::<LabelSelector>() {
+                prop_assert_eq!(parse(&sel.to_string()), sel);
+            }
+        }
+    }
+}
