@@ -12,6 +12,8 @@
 //!   agree;
 //! - indexes ([`Indexer`], [`Index`]) from closures or, typed and checked by the compiler, from
 //!   `#[derive(Indexed)]`.
+//! - [`lister`]: reads by Kubernetes label selector ([`LabelSelector`]) and by namespace;
+//! - [`controller`]: the rate-limited [`WorkQueue`] a controller works from.
 //!
 //! # Example
 //!

@@ -92,7 +92,9 @@ impl<M: QueueMetrics + ?Sized> QueueMetrics for Arc<M> {
 ///
 /// The queue is a cheap handle: clones share one queue. It runs no task of its own: delayed keys
 /// are moved to the queue by the operations on it and by a waiting `get`, whose timer is a tokio
-/// timer (so paused time in tests drives it). Dropping the last handle drops everything.
+/// timer (so paused time in tests drives it): a `get` that waits for a delayed key needs a tokio
+/// runtime with time enabled, as `#[tokio::main]` builds. Dropping the last handle drops
+/// everything.
 ///
 /// # Examples
 ///
