@@ -7,7 +7,7 @@
 //! [`NAMESPACE_INDEX`] when there is one (build it with [`namespace_indexer`]) and scans the
 //! cache otherwise, with the same results.
 //!
-//! Every read of a lister uses one [`Snapshot`](crate::Snapshot) of the cache: the objects it
+//! Every read of a lister uses one [`Snapshot`] of the cache: the objects it
 //! returns were all in the cache together, at one point in time.
 //!
 //! ```
