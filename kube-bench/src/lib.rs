@@ -183,9 +183,10 @@ impl ReplayServer {
                 let recording = recording.clone();
                 let stopped = stopped.clone();
                 tokio::spawn(async move {
+                    let for_bodies = stopped.clone();
                     let service = hyper::service::service_fn(move |req: http::Request<_>| {
                         let recording = recording.clone();
-                        let stopped = stopped.clone();
+                        let stopped = for_bodies.clone();
                         async move { Ok::<_, Infallible>(serve(&recording, &stopped, &req)) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()

@@ -56,6 +56,16 @@ impl Reply {
     pub fn watch(name: &str) -> Self {
         Reply::Lines(fixture_lines(name))
     }
+    /// Only the first event of a watch, then the end of the response.
+    pub fn first_line(self) -> Self {
+        match self {
+            Reply::Lines(mut lines) => {
+                lines.truncate(1);
+                Reply::Lines(lines)
+            }
+            other => other,
+        }
+    }
     /// An open watch and the sender that feeds it.
     pub fn open() -> (mpsc::UnboundedSender<String>, Self) {
         let (tx, rx) = mpsc::unbounded_channel();
