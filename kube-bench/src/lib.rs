@@ -326,7 +326,9 @@ async fn run_ours<T: Object>(
     source: impl cache_core::source::ListerWatcher<T>,
     cache: Arc<Cache<T>>,
 ) -> Running {
-    let reflector = Arc::new(Reflector::builder(source, cache).page_size(PAGE as u32).build());
+    let reflector = Reflector::builder(source, cache)
+        .page_size(PAGE as u32)
+        .build();
     let stop = CancellationToken::new();
     let task = tokio::spawn({
         let reflector = reflector.clone();
