@@ -56,9 +56,15 @@
 
 pub mod index;
 pub mod object;
+pub mod queue;
 pub mod source;
 pub mod store;
 
 pub use index::{Index, IndexValue, Indexed, Indexer, Indexers};
 pub use object::{KeyParseError, Object, ObjectKey, ResourceVersion};
+pub use queue::{
+    Closed, DeletedFinalStateUnknown, DeletedObject, Delta, DeltaFifo, DeltaFifoOptions, Deltas,
+    Fifo, KnownObjects, Queue, RealFifo, RealFifoOptions, ReplaceMode, Transformer,
+};
+pub use store::UndeltaStore;
 pub use store::{ByIter, Cache, Change, Snapshot, Store, StoreError, TransactionError};
