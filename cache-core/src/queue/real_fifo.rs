@@ -116,8 +116,11 @@ impl<T: Object> Clone for RealFifoOptions<T> {
 /// assert!(fifo.has_synced());
 ///
 /// // Every event is kept: two deltas for "c", which a batch never puts together.
-/// let sizes = fifo.pop_batch(10, |batch, _| batch.len()).await?;
-/// assert_eq!(sizes, 1);
+/// let versions = |batch: Vec<Delta<Pod>>, _| -> Vec<u64> {
+///     batch.iter().filter_map(|d| d.object()).map(|p| p.rv).collect()
+/// };
+/// assert_eq!(fifo.pop_batch(10, versions).await?, [3]);
+/// assert_eq!(fifo.pop_batch(10, versions).await?, [4]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
@@ -239,15 +242,24 @@ impl<T: Object> RealFifo<T> {
     /// [`Closed`] once the queue is closed and drained.
     pub async fn pop<R>(&self, process: impl FnOnce(Delta<T>, bool) -> R) -> Result<R, Closed> {
         let _turn = self.signals.turn().await;
-        let (mut batch, initial) = self.take(1).await?;
+        let (delta, initial) = self
+            .signals
+            .wait_for(|| {
+                let mut state = self.lock();
+                let state = &mut *state;
+                let Some(delta) = state.items.pop_front() else {
+                    return self.signals.is_closed().then_some(Err(Closed));
+                };
+                let initial = !state.population.is_synced();
+                self.note_in_flight(state, std::slice::from_ref(&delta));
+                Some(Ok((delta, initial)))
+            })
+            .await?;
         let _done = Processed {
             fifo: self,
             count: 1,
         };
-        match batch.pop() {
-            Some(delta) => Ok(process(delta, initial)),
-            None => Err(Closed), // unreachable: `take` never hands out an empty batch
-        }
+        Ok(process(delta, initial))
     }
 
     /// Waits for deltas and hands up to `max` of them (at least one) to `process`, oldest
@@ -298,18 +310,24 @@ impl<T: Object> RealFifo<T> {
                 };
                 let n = batch_len(&state.items, limit);
                 let batch: Vec<Delta<T>> = state.items.drain(..n).collect();
-                if self.known().is_some() {
-                    state.in_flight.clear();
-                    for delta in &batch {
-                        if let Some(key) = delta.key() {
-                            let newest = delta.object().filter(|_| !delta.is_deleted()).cloned();
-                            state.in_flight.push((key, newest));
-                        }
-                    }
-                }
+                self.note_in_flight(state, &batch);
                 Some(Ok((batch, initial)))
             })
             .await
+    }
+
+    /// In per-object mode, remembers what is being processed, for relists and resyncs.
+    fn note_in_flight(&self, state: &mut State<T>, batch: &[Delta<T>]) {
+        if self.known().is_none() {
+            return;
+        }
+        state.in_flight.clear();
+        for delta in batch {
+            if let Some(key) = delta.key() {
+                let newest = delta.object().filter(|_| !delta.is_deleted()).cloned();
+                state.in_flight.push((key, newest));
+            }
+        }
     }
 
     /// Whether the first list has been popped and processed (see the [module docs](super)).
@@ -418,7 +436,8 @@ fn batch_len<T: Object>(items: &VecDeque<Delta<T>>, limit: usize) -> usize {
         Some(first) if !first.is_per_object() || limit <= 1 => return 1,
         Some(_) => {}
     }
-    let mut keys: HashSet<T::Key, Hasher> = HashSet::default();
+    let mut keys: HashSet<T::Key, Hasher> =
+        HashSet::with_capacity_and_hasher(limit.min(items.len()), Hasher::default());
     let mut n = 0;
     for delta in items.iter().take(limit) {
         let fresh = delta.key().is_some_and(|key| keys.insert(key));

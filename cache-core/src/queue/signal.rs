@@ -42,6 +42,10 @@ impl Signals {
         &self,
         mut take: impl FnMut() -> Option<Result<R, Closed>>,
     ) -> Result<R, Closed> {
+        // Fast path: something is ready; no need to register for a wake-up.
+        if let Some(out) = take() {
+            return out;
+        }
         loop {
             let mut notified = pin!(self.ready.notified());
             // Registered before looking, so a wake-up between the look and the wait is kept.

@@ -13,6 +13,9 @@ fn atomic() -> RealFifo<Obj> {
     RealFifo::new()
 }
 
+/// A named sequence of operations and the deltas it must queue.
+type Case = (&'static str, Box<dyn Fn(&RealFifo<Obj>)>, Vec<Delta<Obj>>);
+
 async fn pop(f: &RealFifo<Obj>) -> Delta<Obj> {
     soon(f.pop(|d, _| d)).await.unwrap()
 }
@@ -43,7 +46,7 @@ async fn delete_then_replace_keeps_both_in_order() {
 async fn replace_makes_deletions_for_objects_only_in_the_queue() {
     let obj = o("foo", 2);
     let v2 = o("foo", 3);
-    let cases: Vec<(&str, Box<dyn Fn(&RealFifo<Obj>)>, Vec<Delta<Obj>>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "added, then listed without it",
             Box::new({
@@ -273,7 +276,7 @@ async fn add_then_delete_are_both_kept() {
 #[tokio::test(start_paused = true)]
 async fn replace_makes_deletions_before_replaced_items() {
     let all_known = || known(&[o("foo", 5), o("bar", 6), o("baz", 7)]);
-    let cases: Vec<(&str, Box<dyn Fn(&RealFifo<Obj>)>, Vec<Delta<Obj>>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "(a) a queued delete",
             Box::new(|f| {
