@@ -60,6 +60,7 @@ pub mod controller;
 pub mod index;
 pub mod lister;
 pub mod object;
+pub mod queue;
 pub mod source;
 pub mod store;
 
@@ -67,4 +68,9 @@ pub use controller::{QueueMetrics, RateLimiter, WorkQueue};
 pub use index::{Index, IndexValue, Indexed, Indexer, Indexers};
 pub use lister::{LabelSelector, Labels, Lister, NamespaceLister, SelectorParseError};
 pub use object::{KeyParseError, Object, ObjectKey, ResourceVersion};
+pub use queue::{
+    Closed, DeletedFinalStateUnknown, DeletedObject, Delta, DeltaFifo, DeltaFifoOptions, Deltas,
+    Fifo, KnownObjects, Queue, RealFifo, RealFifoOptions, ReplaceMode, Transformer,
+};
+pub use store::UndeltaStore;
 pub use store::{ByIter, Cache, Change, Snapshot, Store, StoreError, TransactionError};
