@@ -70,7 +70,7 @@ async fn measure<S, R, F>(
 {
     let server = ReplayServer::start(recording.clone()).await;
     let client = server.client();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    settle().await;
     let base = CURRENT.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let start = Instant::now();
@@ -88,10 +88,24 @@ async fn measure<S, R, F>(
         mib(peak),
         took.as_secs_f64()
     );
-    drop(running);
+    running.stop().await;
     drop(store);
     drop(server);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    settle().await;
+}
+
+/// Waits until the heap stops shrinking: what the last run held is freed before the next
+/// baseline is taken.
+async fn settle() {
+    let mut last = CURRENT.load(Ordering::Relaxed);
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = CURRENT.load(Ordering::Relaxed);
+        if last.abs_diff(now) < 1 << 20 {
+            return;
+        }
+        last = now;
+    }
 }
 
 fn main() {

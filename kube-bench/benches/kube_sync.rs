@@ -42,8 +42,9 @@ fn sync(c: &mut Criterion) {
                             let (store, running) = $sync(client).await;
                             total += start.elapsed();
                             assert_eq!($len(&store), n);
-                            drop(running);
+                            running.stop().await;
                             drop(store);
+                            drop(server);
                         }
                         total
                     })

@@ -315,6 +315,16 @@ pub struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl Running {
+    /// Stops the reflector or watcher and waits until its task (and what it owns, such as
+    /// kube-runtime's `Writer`) is gone.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        let _ = task.await;
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop.cancel();
