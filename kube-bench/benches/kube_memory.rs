@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kube_bench::{
-    Recording, ReplayServer, pod_count, sync_kube_runtime, sync_ours_slim, sync_ours_whole,
+    Recording, ReplayServer, Running, pod_count, sync_kube_runtime, sync_ours_slim, sync_ours_whole,
 };
 
 struct Counting;
@@ -60,13 +60,13 @@ fn mib(b: usize) -> f64 {
     b as f64 / (1 << 20) as f64
 }
 
-async fn measure<S, R, F>(
+async fn measure<S, F>(
     name: &str,
     recording: &Arc<Recording>,
     sync: impl FnOnce(kube::Client) -> F,
     len: impl Fn(&S) -> usize,
 ) where
-    F: Future<Output = (S, R)>,
+    F: Future<Output = (S, Running)>,
 {
     let server = ReplayServer::start(recording.clone()).await;
     let client = server.client();

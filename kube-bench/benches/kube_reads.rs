@@ -16,7 +16,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::Event;
-use kube_bench::{NODE, Recording, SlimPod, modified_pods, name_of, node_of, pod_count, slim_cache};
+use kube_bench::{
+    NODE, Recording, SlimPod, modified_pods, name_of, node_of, pod_count, slim_cache,
+};
 
 /// A writer thread that runs until dropped, counting its writes.
 struct Writer {
@@ -42,7 +44,13 @@ impl Writer {
                 }
             }
         });
-        Self { stop, writes, started: Instant::now(), thread: Some(thread), name }
+        Self {
+            stop,
+            writes,
+            started: Instant::now(),
+            thread: Some(thread),
+            name,
+        }
     }
 }
 
@@ -146,7 +154,9 @@ fn reads(c: &mut Criterion) {
         let _w = writes.then(|| {
             let up = kr_updates.clone();
             let mut w = writer.take().expect("one run under writes");
-            Writer::spawn("kube-runtime", move |i| w.apply_watcher_event(&up[i % up.len()]))
+            Writer::spawn("kube-runtime", move |i| {
+                w.apply_watcher_event(&up[i % up.len()])
+            })
         });
         let mut i = 0;
         g.bench_function(format!("get/kube_runtime/{tag}"), |b| {
@@ -155,18 +165,21 @@ fn reads(c: &mut Criterion) {
                 black_box(store.get(&refs[i]))
             })
         });
-        g.bench_function(format!("pods_on_node/kube_runtime_state_filter/{tag}"), |b| {
-            b.iter(|| {
-                black_box(
-                    store
-                        .state_filter(|p: &Pod| {
-                            p.spec.as_ref().and_then(|s| s.node_name.as_deref())
-                                == Some(node.as_str())
-                        })
-                        .len(),
-                )
-            })
-        });
+        g.bench_function(
+            format!("pods_on_node/kube_runtime_state_filter/{tag}"),
+            |b| {
+                b.iter(|| {
+                    black_box(
+                        store
+                            .state_filter(|p: &Pod| {
+                                p.spec.as_ref().and_then(|s| s.node_name.as_deref())
+                                    == Some(node.as_str())
+                            })
+                            .len(),
+                    )
+                })
+            },
+        );
         drop(_w);
     }
     g.finish();

@@ -93,8 +93,7 @@ pub fn pod_json(template: &Value, i: usize, rv: u64) -> Value {
     let ip = format!("10.{}.{}.{}", 64 + i / 65536, (i / 256) % 256, i % 256);
     p["status"]["podIP"] = ip.clone().into();
     p["status"]["podIPs"][0]["ip"] = ip.into();
-    p["status"]["containerStatuses"][0]["containerID"] =
-        format!("containerd://{i:064x}").into();
+    p["status"]["containerStatuses"][0]["containerID"] = format!("containerd://{i:064x}").into();
     p
 }
 
