@@ -62,3 +62,12 @@ pub mod store;
 pub use index::{Index, IndexValue, Indexed, Indexer, Indexers};
 pub use object::{KeyParseError, Object, ObjectKey, ResourceVersion};
 pub use store::{ByIter, Cache, Change, Snapshot, Store, StoreError, TransactionError};
+
+pub use index::IndexQuery;
+
+#[cfg(feature = "derive")]
+#[cfg_attr(docsrs, doc(cfg(feature = "derive")))]
+pub use cache_derive::Indexed;
+
+#[doc(hidden)]
+pub mod __private;
