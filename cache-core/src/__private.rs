@@ -27,9 +27,16 @@ pub use std::vec::Vec;
 pub use crate::index::{Index, IndexQuery, IndexValue, Indexed, Indexer, Indexers};
 pub use crate::object::{Object, ObjectKey, ResourceVersion};
 
-/// Fails to compile, on the span of the field's type, when `V` cannot be an index value.
-#[inline]
-pub const fn assert_index_value<V: IndexValue>() {}
+/// Implemented by nothing: the bound that fails, with one clear message, when an index's value
+/// type is not an [`IndexValue`]. (Checking `V: IndexValue` directly reports one error per
+/// missing trait: `Ord`, then `Hash`, ...)
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an index value",
+    label = "not `Clone + Eq + Ord + Hash + Debug + Send + Sync + 'static`",
+    note = "an index value is any type with those traits: `String`, integers, `bool`, `char`, tuples of them, and your own types once they derive them",
+    note = "index a field of another type through a `by` function that returns index values"
+)]
+pub trait NotAnIndexValue {}
 
 /// Turns a field annotated `#[index]` into its value: the field itself, or, for an `Option`,
 /// its content when there is one.
@@ -245,8 +252,9 @@ impl<T: ResourceVersionField> ResourceVersionField for Option<T> {
 
 /// Dispatches on whether `V` is an index value, by autoref: [`ValidValue`] (the real thing)
 /// applies when it is; otherwise the call falls through to [`InvalidValue`], whose methods do
-/// nothing. That fallback is only ever compiled next to the error of [`assert_index_value`], and
-/// keeps that one error from dragging a follow-on error into every generated method.
+/// nothing, except `__assert_index_value`, which fails to compile with one clear error
+/// ([`NotAnIndexValue`]). So a field that cannot be indexed is exactly one error, not one more in
+/// every generated method that uses its type.
 pub struct Values<V>(PhantomData<fn() -> V>);
 
 impl<V> Values<V> {
@@ -259,6 +267,9 @@ impl<V> Values<V> {
 
 /// The real implementation of the generated methods; see [`Values`].
 pub trait ValidValue<V> {
+    /// Compiles: `V` is an index value.
+    fn __assert_index_value(&self) {}
+
     /// `Indexer::from_fn`.
     fn __indexer<T, F>(&self, name: &'static str, unique: bool, f: F) -> Indexer<T>
     where
@@ -332,6 +343,13 @@ impl<V: IndexValue> ValidValue<V> for Values<V> {
 
 /// The do-nothing fallback of the generated methods; see [`Values`].
 pub trait InvalidValue<V> {
+    /// Fails to compile, on the span of the index's value type: `V` is not an index value.
+    fn __assert_index_value(&self)
+    where
+        V: NotAnIndexValue,
+    {
+    }
+
     /// An index with no values.
     fn __indexer<T, F>(&self, name: &'static str, unique: bool, f: F) -> Indexer<T>
     where

@@ -50,6 +50,8 @@ pub(crate) struct IndexAttr {
 #[derive(Default)]
 pub(crate) struct FieldAttrs {
     pub(crate) key: Option<KeyAttr>,
+    /// A `#[key...]` attribute was there but had an error (already reported).
+    pub(crate) bad_key: bool,
     pub(crate) resource_version: Option<TokenStream>,
     pub(crate) index: Option<IndexAttr>,
 }
@@ -125,7 +127,9 @@ impl FieldAttrs {
         for attr in attrs {
             let path = attr.path();
             if path.is_ident("key") {
-                if let Some(key) = cx.ok(parse_key(attr)) {
+                let parsed = cx.ok(parse_key(attr));
+                out.bad_key |= parsed.is_none();
+                if let Some(key) = parsed {
                     if out.key.is_some() {
                         cx.push(duplicate(attr, "`#[key]` attribute"));
                     } else {

@@ -3,7 +3,7 @@
 //! expressions that can fail to type-check carry the span of the user's tokens they come from,
 //! so the compiler's error points there.
 
-use proc_macro2::{Literal, Span, TokenStream};
+use proc_macro2::{Group, Literal, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -56,6 +56,12 @@ impl<'a> Gen<'a> {
         }
     }
 
+    /// The path to `__private`, carrying `span`: a call through it that fails to type-check is
+    /// then reported on the user's tokens alone.
+    fn p_at(&self, span: Span) -> TokenStream {
+        respan(&self.p, span)
+    }
+
     pub(crate) fn ident(&self) -> &Ident {
         &self.input.original.ident
     }
@@ -105,7 +111,8 @@ impl<'a> Gen<'a> {
                     }
                 }
                 let clones = fields.iter().map(|field| {
-                    let (ident, ty) = (field.ident, field.ty);
+                    let (ident, ty) = (at(field.ident, field.ty.span()), field.ty);
+                    let p = self.p_at(ty.span());
                     quote_spanned!(ty.span()=> #p::Clone::clone(&self.#ident))
                 });
                 if let [field] = fields.as_slice() {
@@ -117,21 +124,23 @@ impl<'a> Gen<'a> {
                 }
             }
             Key::Object { namespace, name } => {
-                let (name_ident, name_ty) = (name.ident, name.ty);
+                let (name_ident, name_ty) = (at(name.ident, name.ty.span()), name.ty);
                 if self.params.mentioned_in(name_ty) {
                     bounds.push(syn::parse_quote!(#name_ty: #p::KeyName));
                 }
+                let name_p = self.p_at(name_ty.span());
                 let name_expr = quote_spanned!(name_ty.span()=>
-                    #p::KeyName::key_name(&self.#name_ident)
+                    #name_p::KeyName::key_name(&self.#name_ident)
                 );
                 let expr = match namespace {
                     Some(ns) => {
-                        let (ns_ident, ns_ty) = (ns.ident, ns.ty);
+                        let (ns_ident, ns_ty) = (at(ns.ident, ns.ty.span()), ns.ty);
                         if self.params.mentioned_in(ns_ty) {
                             bounds.push(syn::parse_quote!(#ns_ty: #p::KeyNamespace));
                         }
+                        let ns_p = self.p_at(ns_ty.span());
                         let ns_expr = quote_spanned!(ns_ty.span()=>
-                            #p::KeyNamespace::key_namespace(&self.#ns_ident)
+                            #ns_p::KeyNamespace::key_namespace(&self.#ns_ident)
                         );
                         quote!(#p::ObjectKey::new(#ns_expr, #name_expr))
                     }
@@ -141,12 +150,13 @@ impl<'a> Gen<'a> {
             }
         };
         let rv_fn = rv.map(|field| {
-            let (ident, ty) = (field.ident, field.ty);
+            let (ident, ty) = (at(field.ident, field.ty.span()), field.ty);
             if self.params.mentioned_in(ty) {
                 bounds.push(syn::parse_quote!(#ty: #p::ResourceVersionField));
             }
+            let rv_p = self.p_at(ty.span());
             let expr = quote_spanned!(ty.span()=>
-                #p::ResourceVersionField::resource_version(&self.#ident)
+                #rv_p::ResourceVersionField::resource_version(&self.#ident)
             );
             quote! {
                 #[inline]
@@ -178,7 +188,7 @@ impl<'a> Gen<'a> {
     }
 
     /// Bounds for the index value types that mention the struct's type parameters (the others
-    /// are checked once, by `assert_index_value`).
+    /// are checked once, by `__assert_index_value`).
     fn value_bounds(&self, indexes: &[IndexPlan]) -> Vec<WherePredicate> {
         let p = &self.p;
         indexes
@@ -198,7 +208,10 @@ impl<'a> Gen<'a> {
             let name = &ix.name;
             let unique = ix.unique;
             let extract = self.extract(ix);
-            let assert = quote_spanned!(value.span()=> #p::assert_index_value::<#value>(););
+            let value_p = self.p_at(value.span());
+            let assert = quote_spanned! {value.span()=>
+                (&#value_p::Values::<#value>::new()).__assert_index_value();
+            };
             quote! {
                 #assert
                 __indexers.push((&#p::Values::<#value>::new()).__indexer(
@@ -239,10 +252,13 @@ impl<'a> Gen<'a> {
 
     /// The body of an index's value function: pushes `__obj`'s values into `__out`.
     fn extract(&self, ix: &IndexPlan) -> TokenStream {
-        let p = &self.p;
         let value = ix.value;
-        let field = ix.field.ident;
         let ty = ix.field.ty;
+        let field = at(ix.field.ident, ty.span());
+        let p = match &ix.source {
+            Source::By(path) => self.p_at(path.span()),
+            _ => self.p_at(ty.span()),
+        };
         match &ix.source {
             Source::Field => quote_spanned! {ty.span()=>
                 #p::FieldValues::<#value>::push_values(&__obj.#field, __out);
@@ -522,4 +538,28 @@ impl<'a> Gen<'a> {
             }
         }
     }
+}
+
+fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut respanned = Group::new(group.delimiter(), respan(&group.stream(), span));
+                respanned.set_span(span);
+                token = TokenTree::Group(respanned);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
+}
+
+/// `ident` with `span`, so that an expression naming the field is reported on its type alone.
+fn at(ident: &Ident, span: Span) -> Ident {
+    let mut ident = ident.clone();
+    ident.set_span(span);
+    ident
 }

@@ -102,6 +102,10 @@ impl<'a> Input<'a> {
             return ok.then_some(Key::Manual);
         }
         let Some(first) = keyed.first() else {
+            if self.fields.iter().any(|f| f.attrs.bad_key) {
+                // The key attribute itself is wrong, and that error says so.
+                return None;
+            }
             cx.push(Error::new_spanned(
                 &self.original.ident,
                 "`#[derive(Indexed)]` needs a key: mark the key field with `#[key]` (several \
@@ -208,7 +212,7 @@ impl<'a> Input<'a> {
             if let Some(first) = names.get(&name) {
                 cx.push(Error::new(
                     name_span,
-                    format!("duplicate index name `{name}`: field `{first}` already has it"),
+                    format!("duplicate index name `{name}`: the index on field `{first}` has it already"),
                 ));
                 ok = false;
             } else {
