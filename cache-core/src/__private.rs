@@ -265,6 +265,12 @@ impl<V> Values<V> {
     }
 }
 
+impl<V> Default for Values<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The real implementation of the generated methods; see [`Values`].
 pub trait ValidValue<V> {
     /// Compiles: `V` is an index value.

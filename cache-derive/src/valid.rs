@@ -43,7 +43,8 @@ pub(crate) struct IndexPlan<'a> {
     pub(crate) field: &'a Field<'a>,
     /// The index's name, as the by-name API and the cache know it.
     pub(crate) name: String,
-    /// The field's name without `r#`: the root of the generated Rust names.
+    /// The root of the generated Rust names: the index name when it is a snake_case
+    /// identifier, else the field's name (without `r#`).
     pub(crate) rust_name: String,
     pub(crate) unique: bool,
     pub(crate) value: &'a Type,
@@ -127,7 +128,7 @@ impl<'a> Input<'a> {
                 ));
                 ok = false;
             }
-            return ok.then(|| Key::Fields(keyed));
+            return ok.then_some(Key::Fields(keyed));
         }
         let mut ok = true;
         let mut namespace = None;
@@ -203,10 +204,16 @@ impl<'a> Input<'a> {
             let Some(attr) = &field.attrs.index else {
                 continue;
             };
-            let rust_name = field.ident.unraw().to_string();
             let (name, name_span): (String, Span) = match &attr.name {
                 Some(lit) => (lit.value(), lit.span()),
-                None => (rust_name.clone(), field.ident.span()),
+                None => (field.ident.unraw().to_string(), field.ident.span()),
+            };
+            // The Rust names follow the index name when it is a snake_case identifier
+            // (`name = "label"` gives `by_label`), the field otherwise (`name = "spec.nodeName"`).
+            let rust_name = if is_snake_ident(&name) {
+                name.clone()
+            } else {
+                field.ident.unraw().to_string()
             };
             let mut ok = true;
             if let Some(first) = names.get(&name) {
@@ -219,18 +226,22 @@ impl<'a> Input<'a> {
                 names.insert(name.clone(), field.ident);
             }
             let variant = camel_case(&rust_name);
-            if !variant.starts_with(char::is_alphabetic) || variant == "Self" {
+            if !ok {
+                // A duplicate name would also collide here; it is reported once.
+            } else if !variant.starts_with(char::is_alphabetic) || variant == "Self" {
                 cx.push(Error::new_spanned(
                     field.ident,
                     format!("cannot name an index enum variant after field `{}`; rename it", field.ident),
                 ));
                 ok = false;
             } else if let Some(first) = variants.get(&variant) {
-                cx.push(Error::new_spanned(
-                    field.ident,
+                cx.push(Error::new(
+                    name_span,
                     format!(
-                        "fields `{first}` and `{}` would both generate `{variant}`; rename one",
-                        field.ident
+                        "the indexes on fields `{first}` and `{}` would both be \
+                         `{}Index::{variant}`; rename one",
+                        field.ident,
+                        self.original.ident.unraw()
                     ),
                 ));
                 ok = false;
@@ -300,6 +311,16 @@ fn value_or_field_type<'a>(value: Option<&'a Type>, field: &'a Type) -> &'a Type
     value.unwrap_or_else(|| ty::option_inner(field).unwrap_or(field))
 }
 
+/// `label`, `node_name`: usable as the root of method and constant names.
+fn is_snake_ident(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.chars().any(|c| c.is_ascii_lowercase())
+}
+
 /// `node_name` -> `NodeName`.
 pub(crate) fn camel_case(snake: &str) -> String {
     snake
@@ -324,5 +345,17 @@ mod tests {
         assert_eq!(camel_case("node_name"), "NodeName");
         assert_eq!(camel_case("_private"), "Private");
         assert_eq!(camel_case("owner_uid_2"), "OwnerUid2");
+    }
+
+    #[test]
+    fn which_index_names_become_rust_names() {
+        use super::is_snake_ident;
+        assert!(is_snake_ident("label"));
+        assert!(is_snake_ident("node_name2"));
+        assert!(!is_snake_ident("spec.nodeName"));
+        assert!(!is_snake_ident("Label"));
+        assert!(!is_snake_ident("2nd"));
+        assert!(!is_snake_ident("__"));
+        assert!(!is_snake_ident("a-b"));
     }
 }
