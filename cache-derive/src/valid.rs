@@ -226,6 +226,17 @@ impl<'a> Input<'a> {
                 names.insert(name.clone(), field.ident);
             }
             let variant = camel_case(&rust_name);
+            if ok && RESERVED.contains(&rust_name.as_str()) {
+                cx.push(Error::new(
+                    name_span,
+                    format!(
+                        "an index named `{rust_name}` would generate `by_{rust_name}` or \
+                         `{rust_name}_values`, which `Cache` and `Snapshot` already have; \
+                         name it otherwise with `name = \"...\"`"
+                    ),
+                ));
+                ok = false;
+            }
             if !ok {
                 // A duplicate name would also collide here; it is reported once.
             } else if !variant.starts_with(char::is_alphabetic) || variant == "Self" {
@@ -304,6 +315,10 @@ impl<'a> Input<'a> {
         plans
     }
 }
+
+/// Rust names whose `by_<name>` or `<name>_values` are methods of `Cache` or `Snapshot`: the
+/// generated method would be shadowed on them.
+const RESERVED: &[&str] = &["index", "index_value", "iter", "unique"];
 
 /// The value type of a plain or `by` index: `value = Type`, else the field's type, or `X` for an
 /// `Option<X>` field.
