@@ -206,7 +206,9 @@ macro_rules! rv_integers {
     )*};
 }
 
-rv_integers!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
+rv_integers!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
+);
 
 macro_rules! rv_strings {
     ($($ty:ty),*) => {$(

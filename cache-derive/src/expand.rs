@@ -25,7 +25,10 @@ pub(crate) fn derive(node: &DeriveInput) -> TokenStream {
     };
     let Some(input) = Input::from_syn(node, attrs, &mut cx) else {
         let error = cx.finish().err().unwrap_or_else(|| {
-            Error::new(Span::call_site(), "`#[derive(Indexed)]` cannot use this input")
+            Error::new(
+                Span::call_site(),
+                "`#[derive(Indexed)]` cannot use this input",
+            )
         });
         return fallback::expand(node, &krate, None, error);
     };

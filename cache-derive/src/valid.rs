@@ -88,7 +88,11 @@ impl<'a> Input<'a> {
     }
 
     fn key(&'a self, cx: &mut Errors) -> Option<Key<'a>> {
-        let keyed: Vec<&Field> = self.fields.iter().filter(|f| f.attrs.key.is_some()).collect();
+        let keyed: Vec<&Field> = self
+            .fields
+            .iter()
+            .filter(|f| f.attrs.key.is_some())
+            .collect();
         if self.attrs.manual_object.is_some() {
             let mut ok = true;
             for field in &keyed {
@@ -219,7 +223,9 @@ impl<'a> Input<'a> {
             if let Some(first) = names.get(&name) {
                 cx.push(Error::new(
                     name_span,
-                    format!("duplicate index name `{name}`: the index on field `{first}` has it already"),
+                    format!(
+                        "duplicate index name `{name}`: the index on field `{first}` has it already"
+                    ),
                 ));
                 ok = false;
             } else {
@@ -242,7 +248,10 @@ impl<'a> Input<'a> {
             } else if !variant.starts_with(char::is_alphabetic) || variant == "Self" {
                 cx.push(Error::new_spanned(
                     field.ident,
-                    format!("cannot name an index enum variant after field `{}`; rename it", field.ident),
+                    format!(
+                        "cannot name an index enum variant after field `{}`; rename it",
+                        field.ident
+                    ),
                 ));
                 ok = false;
             } else if let Some(first) = variants.get(&variant) {

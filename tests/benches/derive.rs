@@ -137,11 +137,19 @@ fn pod(i: u64, version: u64) -> Pod {
         node: Some(format!("node-{:04}", (i + shift * 7) % 1000)),
         labels: [
             ("app".to_owned(), format!("app-{}", (i + shift) % 50)),
-            ("tier".to_owned(), ["web", "api", "db"][((i + shift) % 3) as usize].to_owned()),
-            ("pod-template-hash".to_owned(), format!("{:010x}", (i + shift) * 7919)),
+            (
+                "tier".to_owned(),
+                ["web", "api", "db"][((i + shift) % 3) as usize].to_owned(),
+            ),
+            (
+                "pod-template-hash".to_owned(),
+                format!("{:010x}", (i + shift) * 7919),
+            ),
         ]
         .into(),
-        finalizers: (0..(i + shift) % 3).map(|f| format!("example.com/finalizer-{f}")).collect(),
+        finalizers: (0..(i + shift) % 3)
+            .map(|f| format!("example.com/finalizer-{f}"))
+            .collect(),
         uid: format!("{:08x}-0000-4000-8000-{:012x}-{shift}", i, i * 31),
         phase: [Phase::Pending, Phase::Running, Phase::Succeeded][((i + shift) % 3) as usize],
         priority: ((i + shift) % 10) as i32 * 100,

@@ -81,7 +81,15 @@ fn the_generated_indexes_are_installed_by_cache_new() {
     let names: Vec<String> = Pod::indexers().names().map(str::to_owned).collect();
     assert_eq!(
         names,
-        ["namespace", "node", "finalizers", "label", "uid", "phase", "owner"]
+        [
+            "namespace",
+            "node",
+            "finalizers",
+            "label",
+            "uid",
+            "phase",
+            "owner"
+        ]
     );
     assert_eq!(Cache::<Pod>::new().indexers().len(), 7);
 }
@@ -165,7 +173,11 @@ fn each_indexes_every_element_once() {
 fn by_functions_compute_values_from_the_whole_object() {
     let cache = Cache::<Pod>::new();
     let mut p = pod("a", "x", 1);
-    p.labels = [("app".into(), "web".into()), ("tier".into(), "front".into())].into();
+    p.labels = [
+        ("app".into(), "web".into()),
+        ("tier".into(), "front".into()),
+    ]
+    .into();
     p.owner = Some("ReplicaSet/Web".into());
     cache.add(Arc::new(p)).unwrap();
     assert_eq!(cache.label_values(), ["app=web", "tier=front"]);
@@ -229,7 +241,10 @@ fn unique_index_returns_one_object_and_rejects_a_second() {
     let mut taker = pod("a", "y", 4);
     taker.uid = "uid-a-x".into();
     cache.add(Arc::new(taker)).unwrap();
-    assert_eq!(cache.by_uid("uid-a-x").map(|p| p.name.clone()).as_deref(), Some("y"));
+    assert_eq!(
+        cache.by_uid("uid-a-x").map(|p| p.name.clone()).as_deref(),
+        Some("y")
+    );
     assert!(PodIndex::Uid.is_unique());
     assert!(!PodIndex::Node.is_unique());
     check(&cache);
@@ -257,14 +272,21 @@ fn svc(name: &str, ips: &[&str], external: Option<u16>) -> Arc<Service> {
 #[test]
 fn each_unique_and_unique_option() {
     let cache = Cache::<Service>::new();
-    cache.add(svc("a", &["10.0.0.1", "10.0.0.2"], None)).unwrap();
+    cache
+        .add(svc("a", &["10.0.0.1", "10.0.0.2"], None))
+        .unwrap();
     cache.add(svc("b", &["10.0.0.3"], None)).unwrap();
     // `None` is no value, so two services without one do not collide.
     assert_eq!(cache.len(), 2);
-    assert_eq!(cache.by_ip("10.0.0.2").map(|s| s.name.clone()).as_deref(), Some("a"));
+    assert_eq!(
+        cache.by_ip("10.0.0.2").map(|s| s.name.clone()).as_deref(),
+        Some("a")
+    );
 
     // Any one shared element is a violation.
-    let err = cache.add(svc("c", &["10.0.0.9", "10.0.0.1"], None)).unwrap_err();
+    let err = cache
+        .add(svc("c", &["10.0.0.9", "10.0.0.1"], None))
+        .unwrap_err();
     assert!(matches!(err, StoreError::UniqueViolation { ref index, .. } if index == "ip"));
     cache.add(svc("c", &["10.0.0.9"], Some(80))).unwrap();
     assert!(cache.add(svc("d", &[], Some(80))).is_err());
@@ -364,27 +386,60 @@ struct Event {
 
 #[test]
 fn key_forms_and_resource_version_types() {
-    let r = Revision { app: "web".into(), number: 3, rv: "17".into() };
+    let r = Revision {
+        app: "web".into(),
+        number: 3,
+        rv: "17".into(),
+    };
     assert_eq!(r.key(), ("web".to_owned(), 3));
     assert_eq!(r.resource_version().map(|v| v.as_u64()), Some(Some(17)));
     // An empty string is no version, as in Kubernetes.
-    let r = Revision { app: "web".into(), number: 3, rv: String::new() };
+    let r = Revision {
+        app: "web".into(),
+        number: 3,
+        rv: String::new(),
+    };
     assert_eq!(r.resource_version(), None);
 
-    let n = Node { name: "node-1".into(), rv: Some(9) };
+    let n = Node {
+        name: "node-1".into(),
+        rv: Some(9),
+    };
     assert_eq!(n.key(), ObjectKey::cluster("node-1"));
     assert_eq!(n.resource_version(), Some(9.into()));
-    assert_eq!(Node { name: "n".into(), rv: None }.resource_version(), None);
+    assert_eq!(
+        Node {
+            name: "n".into(),
+            rv: None
+        }
+        .resource_version(),
+        None
+    );
 
-    let namespaced = Event { namespace: Some("kube-system".into()), name: "e".into() };
-    let cluster = Event { namespace: None, name: "e".into() };
+    let namespaced = Event {
+        namespace: Some("kube-system".into()),
+        name: "e".into(),
+    };
+    let cluster = Event {
+        namespace: None,
+        name: "e".into(),
+    };
     assert_eq!(namespaced.key().to_string(), "kube-system/e");
     assert_eq!(cluster.key().to_string(), "e");
 
     let cache = Cache::<Revision>::new();
-    cache.add(Arc::new(Revision { app: "a".into(), number: 1, rv: "5".into() })).unwrap();
+    cache
+        .add(Arc::new(Revision {
+            app: "a".into(),
+            number: 1,
+            rv: "5".into(),
+        }))
+        .unwrap();
     assert!(cache.get_by_key(&("a".to_owned(), 1)).is_some());
-    assert_eq!(cache.resource_version().map(|v| v.to_string()).as_deref(), Some("5"));
+    assert_eq!(
+        cache.resource_version().map(|v| v.to_string()).as_deref(),
+        Some("5")
+    );
 }
 
 #[test]
@@ -392,13 +447,24 @@ fn index_enum_lists_and_names_the_indexes() {
     assert_eq!(PodIndex::ALL.len(), 7);
     assert_eq!(
         PodIndex::ALL.map(PodIndex::as_str),
-        ["namespace", "node", "finalizers", "label", "uid", "phase", "owner"]
+        [
+            "namespace",
+            "node",
+            "finalizers",
+            "label",
+            "uid",
+            "phase",
+            "owner"
+        ]
     );
     assert_eq!(PodIndex::Owner.to_string(), "owner");
     assert_eq!(AsRef::<str>::as_ref(&PodIndex::Node), "node");
     // The enum and the installed indexes agree.
     let installed: Vec<String> = Pod::indexers().names().map(str::to_owned).collect();
-    assert_eq!(PodIndex::ALL.map(|i| i.as_str().to_owned()).to_vec(), installed);
+    assert_eq!(
+        PodIndex::ALL.map(|i| i.as_str().to_owned()).to_vec(),
+        installed
+    );
 }
 
 /// Both ways to query: the extension trait (`by_node`) and the typed handles (`Pod::NODE`),
@@ -484,9 +550,11 @@ fn derived_type_end_to_end_with_the_cache() {
     // Indexes added later, next to the derived ones, index what is there.
     let by_rv_parity: Index<Pod, bool> = Index::new("even");
     cache
-        .add_indexers(Indexers::new().with(Indexer::for_index(by_rv_parity, |p: &Pod| {
-            [p.rv % 2 == 0]
-        })))
+        .add_indexers(
+            Indexers::new().with(Indexer::for_index(by_rv_parity, |p: &Pod| {
+                [p.rv.is_multiple_of(2)]
+            })),
+        )
         .unwrap();
     assert_eq!(cache.by(by_rv_parity, &true).len(), 25);
     // A derived name is taken.
@@ -510,7 +578,9 @@ mod model {
             .with(Indexer::new("namespace", |p: &Pod| [p.namespace.clone()]))
             .with(Indexer::new("node", |p: &Pod| p.node.clone()))
             .with(Indexer::new("finalizers", |p: &Pod| p.finalizers.clone()))
-            .with(Indexer::new("label", |p: &Pod| p.label_pairs().collect::<Vec<_>>()))
+            .with(Indexer::new("label", |p: &Pod| {
+                p.label_pairs().collect::<Vec<_>>()
+            }))
             .with(Indexer::unique("uid", |p: &Pod| [p.uid.clone()]))
             .with(Indexer::new("phase", |p: &Pod| [p.phase]))
             .with(Indexer::new("owner", owner_of))

@@ -120,11 +120,23 @@ fn derived_code_compiles_and_works_among_shadowed_names() {
     assert_eq!(cache.by_label("app=web").len(), 1);
     assert_eq!(cache.by_annotation("note").len(), 1);
     assert_eq!(cache.ports_values(), [80, 443]);
-    assert_eq!(cache.by_uid(&7).map(|p| p.key().to_string()).as_deref(), Some("default/web"));
+    assert_eq!(
+        cache.by_uid(&7).map(|p| p.key().to_string()).as_deref(),
+        Some("default/web")
+    );
     assert_eq!(PodIndex::Annotation.as_str(), "annotation");
-    assert_eq!(cache.resource_version().map(|rv| rv.to_string()).as_deref(), Some("5"));
+    assert_eq!(
+        cache.resource_version().map(|rv| rv.to_string()).as_deref(),
+        Some("5")
+    );
 
     let pairs = Cache::<Pair<&'static str, char>>::new();
-    pairs.add(Arc::new(Pair { a: "x", b: 1, values: vec!['p', 'q'] })).unwrap();
+    pairs
+        .add(Arc::new(Pair {
+            a: "x",
+            b: 1,
+            values: vec!['p', 'q'],
+        }))
+        .unwrap();
     assert_eq!(pairs.by_values(&'q')[0].key(), ("x", 1));
 }
