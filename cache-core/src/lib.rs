@@ -56,9 +56,11 @@
 
 pub mod index;
 pub mod object;
+pub mod reflector;
 pub mod source;
 pub mod store;
 
 pub use index::{Index, IndexValue, Indexed, Indexer, Indexers};
 pub use object::{KeyParseError, Object, ObjectKey, ResourceVersion};
+pub use reflector::{Reflector, ReflectorError, ReflectorOptions, ReflectorStats};
 pub use store::{ByIter, Cache, Change, Snapshot, Store, StoreError, TransactionError};
