@@ -374,6 +374,13 @@ impl<T: Object> ReflectorBuilder<T> {
         self
     }
 
+    /// Sets [`ReflectorOptions::max_batch`].
+    #[must_use]
+    pub fn max_batch(mut self, events: usize) -> Self {
+        self.options.max_batch = events;
+        self
+    }
+
     /// Receives every error (client-go's watch-error handler). Without one, errors are logged
     /// through `tracing` (expired versions at debug level, the rest as warnings); they are
     /// logged at debug level either way.
@@ -865,13 +872,13 @@ impl<T: Object> Reflector<T> {
         mut stream: WatchStream<T>,
         cancel: &CancellationToken,
     ) -> Initial<T> {
-        let mut temp: HashMap<T::Key, Arc<T>> = HashMap::new();
+        let mut temp: HashMap<T::Key, Arc<T>, crate::index::Hasher> = HashMap::default();
         let started = Instant::now();
         let mut last_event: Option<Instant> = None;
         let mut ticker =
             tokio::time::interval_at(started + Duration::from_secs(10), Duration::from_secs(10));
         loop {
-            let item = tokio::select! {
+            let first = tokio::select! {
                 biased;
                 () = cancel.cancelled() => return Initial::Cancelled,
                 item = stream.next() => item,
@@ -886,38 +893,45 @@ impl<T: Object> Reflector<T> {
                 }
             };
             last_event = Some(Instant::now());
-            match item {
-                None => return Initial::Closed,
-                Some(Ok(WatchEvent::Added(obj) | WatchEvent::Modified(obj))) => {
-                    if self.check(&obj) {
-                        temp.insert(obj.key(), obj);
+            // Take what is already waiting without going back to the select.
+            let mut next = Some(first);
+            while let Some(item) = next.take() {
+                match item {
+                    None => return Initial::Closed,
+                    Some(Ok(WatchEvent::Added(obj) | WatchEvent::Modified(obj))) => {
+                        if self.check(&obj) {
+                            temp.insert(obj.key(), obj);
+                        }
+                    }
+                    Some(Ok(WatchEvent::Deleted(obj))) => {
+                        temp.remove(&obj.key());
+                    }
+                    Some(Ok(WatchEvent::Bookmark {
+                        resource_version,
+                        initial_events_end: true,
+                    })) => {
+                        self.state().unavailable = false;
+                        let items: Vec<_> = temp.into_values().collect();
+                        if let Err(error) = self
+                            .inner
+                            .store
+                            .replace(items, Some(resource_version.clone()))
+                        {
+                            self.report(&ReflectorError::Store(error));
+                        }
+                        self.inner.counters.lists.fetch_add(1, Ordering::Relaxed);
+                        self.set_last_sync(resource_version);
+                        return Initial::Done(stream);
+                    }
+                    Some(Ok(WatchEvent::Bookmark { .. })) => {}
+                    Some(Err(error)) if error.kind == SourceErrorKind::Decode => {
+                        self.report(&ReflectorError::Decode(error));
+                    }
+                    Some(Ok(WatchEvent::Error(error)) | Err(error)) => {
+                        return Initial::Failed(error);
                     }
                 }
-                Some(Ok(WatchEvent::Deleted(obj))) => {
-                    temp.remove(&obj.key());
-                }
-                Some(Ok(WatchEvent::Bookmark {
-                    resource_version,
-                    initial_events_end: true,
-                })) => {
-                    self.state().unavailable = false;
-                    let items: Vec<_> = temp.into_values().collect();
-                    if let Err(error) = self
-                        .inner
-                        .store
-                        .replace(items, Some(resource_version.clone()))
-                    {
-                        self.report(&ReflectorError::Store(error));
-                    }
-                    self.inner.counters.lists.fetch_add(1, Ordering::Relaxed);
-                    self.set_last_sync(resource_version);
-                    return Initial::Done(stream);
-                }
-                Some(Ok(WatchEvent::Bookmark { .. })) => {}
-                Some(Err(error)) if error.kind == SourceErrorKind::Decode => {
-                    self.report(&ReflectorError::Decode(error));
-                }
-                Some(Ok(WatchEvent::Error(error)) | Err(error)) => return Initial::Failed(error),
+                next = stream.next().now_or_never();
             }
         }
     }

@@ -921,7 +921,7 @@ async fn should_resync_gates_each_resync() {
     let t = ticks.clone();
     let r = Reflector::builder(source.clone(), store.clone())
         .resync_period(Duration::from_secs(1))
-        .should_resync(move || t.fetch_add(1, Ordering::SeqCst) % 2 == 0)
+        .should_resync(move || t.fetch_add(1, Ordering::SeqCst).is_multiple_of(2))
         .build();
     let cancel = CancellationToken::new();
     let _ = tokio::join!(r.list_and_watch(&cancel), async {
@@ -996,7 +996,7 @@ async fn relists_at_a_version_are_not_paginated_and_use_the_last_version() {
             .iter()
             .map(|o| (o.resource_version.clone(), o.limit))
             .collect::<Vec<_>>(),
-        [(rv("0"), Some(500)), (rv("10"), None)]
+        [(rv("0"), Some(500)), (rv("11"), None)]
     );
     assert_eq!(store.len(), 11);
 }
@@ -1012,7 +1012,7 @@ async fn relists_stay_paginated_when_the_first_list_came_in_pages() {
     let lists = source.lists();
     assert_eq!(lists.len(), 4, "two pages, twice");
     assert!(lists.iter().all(|o| o.limit == Some(500)));
-    assert_eq!(lists[2].resource_version, rv("600"));
+    assert_eq!(lists[2].resource_version, rv("601"));
     assert_eq!(store.len(), 600);
 }
 
@@ -1035,11 +1035,11 @@ async fn an_expired_relist_version_lists_the_latest_at_once() {
             .iter()
             .map(|o| o.resource_version.clone())
             .collect();
-        assert_eq!(rvs, [rv("0"), rv("8"), None], "{kind:?}");
+        assert_eq!(rvs, [rv("0"), rv("9"), None], "{kind:?}");
         assert_eq!(store.len(), 8);
         // The next relist is at the version again.
         list_until(&r, 3).await;
-        assert_eq!(source.lists()[3].resource_version, rv("8"));
+        assert_eq!(source.lists()[3].resource_version, rv("9"));
     }
 }
 
@@ -1079,7 +1079,7 @@ async fn an_expired_continue_token_falls_back_to_a_full_list() {
         ]
     );
     assert_eq!(store.len(), 9);
-    assert_eq!(r.last_sync_resource_version(), rv("9"));
+    assert_eq!(r.last_sync_resource_version(), rv("10"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -1109,11 +1109,11 @@ async fn an_expired_watch_relists_at_the_last_version() {
     let lists = source.lists();
     assert_eq!(
         lists[1].resource_version,
-        rv("1"),
+        rv("2"),
         "not older than the last version"
     );
     assert_eq!(store.get_by_key(&"a".to_string()).unwrap().value, 5);
-    assert_eq!(r.last_sync_resource_version(), rv("5"));
+    assert_eq!(r.last_sync_resource_version(), rv("6"));
     cancel.cancel();
     task.await.unwrap();
 }
@@ -1351,7 +1351,7 @@ async fn streaming_list_with_an_expired_version_asks_for_the_latest() {
         .map(|w| w.resource_version.clone())
         .collect();
     assert_eq!(rvs[0], None);
-    assert_eq!(rvs[rvs.len() - 2..], [rv("1"), None]);
+    assert_eq!(rvs[rvs.len() - 2..], [rv("2"), None]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1408,10 +1408,8 @@ async fn waiting_events_are_applied_in_one_transaction() {
             cache: Cache::with_indexers(Indexers::new()),
             transactions: AtomicUsize::new(0),
         });
-        let mut options = ReflectorOptions::default();
-        options.max_batch = max_batch;
         let r = Reflector::builder(memory.clone(), store.clone())
-            .options(options)
+            .max_batch(max_batch)
             .build();
         let cancel = CancellationToken::new();
         let _ = tokio::join!(r.list_and_watch(&cancel), async {
@@ -1420,7 +1418,7 @@ async fn waiting_events_are_applied_in_one_transaction() {
             for i in 0..100 {
                 memory.put(new_pod(&format!("p{i}"), i));
             }
-            until("the events", || r.last_sync_resource_version() == rv("100")).await;
+            until("the events", || r.last_sync_resource_version() == rv("101")).await;
             cancel.cancel();
         });
         assert_eq!(store.transactions.load(Ordering::SeqCst), expected);
@@ -1501,7 +1499,7 @@ async fn objects_with_a_wrong_key_are_reported_skipped_and_lose_nothing() {
     memory.put(new_pod("x/y", 1));
     let last = memory.put(new_pod("a", 2));
     until("a", || r.last_sync_resource_version() == Some(last.clone())).await;
-    assert_eq!(content(&store), ["a@4"]);
+    assert_eq!(content(&store), ["a@5"]);
     let errors = errors.lock().unwrap().clone();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
@@ -1534,10 +1532,10 @@ async fn writes_the_store_rejects_are_reported_and_the_rest_applied() {
         until("the watch", || memory.open_watches() == 1).await;
         memory.put(new_pod("b", 1)); // same value as a
         memory.put(new_pod("c", 3));
-        until("c", || r.last_sync_resource_version() == rv("3")).await;
+        until("c", || r.last_sync_resource_version() == rv("4")).await;
         cancel.cancel();
     });
-    assert_eq!(content(&store), ["a@1", "c@3"]);
+    assert_eq!(content(&store), ["a@2", "c@4"]);
     let errors = errors.lock().unwrap().clone();
     assert!(
         matches!(&errors[..], [ReflectorError::Transaction(t)] if t.errors.len() == 1),

@@ -47,7 +47,7 @@
 //! source.put(item("b", 2));
 //! let list = source.list(ListOptions::default()).await.unwrap();
 //! assert_eq!(list.items.len(), 2);
-//! assert_eq!(list.resource_version, Some(2.into()));
+//! assert_eq!(list.resource_version, Some(3.into())); // the empty source is version 1, as in etcd
 //!
 //! // Watch from the list's version: only what happened after it.
 //! let mut watch = source
@@ -56,7 +56,7 @@
 //!     .unwrap();
 //! source.put(item("a", 10));
 //! match watch.next().await {
-//!     Some(Ok(WatchEvent::Modified(a))) => assert_eq!((a.value, a.rv.clone()), (10, Some(3.into()))),
+//!     Some(Ok(WatchEvent::Modified(a))) => assert_eq!((a.value, a.rv.clone()), (10, Some(4.into()))),
 //!     other => panic!("unexpected {other:?}"),
 //! }
 //!
@@ -64,7 +64,7 @@
 //! source.compact();
 //! source.put(item("c", 3));
 //! let err = source
-//!     .watch(ListOptions { resource_version: Some(1.into()), ..Default::default() })
+//!     .watch(ListOptions { resource_version: Some(2.into()), ..Default::default() })
 //!     .await
 //!     .err()
 //!     .unwrap();
@@ -382,11 +382,13 @@ impl<T: Versioned> MemorySource<T> {
             inner: Arc::new(Inner {
                 config,
                 state: Mutex::new(State {
-                    rv: 0,
+                    // As in etcd, the empty store is version 1: "0" means "any version" in the
+                    // list+watch protocol, so no state may have it.
+                    rv: 1,
                     objects: imbl::OrdMap::new(),
                     corrupt: BTreeMap::new(),
                     history: VecDeque::new(),
-                    compacted: 0,
+                    compacted: 1,
                     watchers: Vec::new(),
                     next_id: 0,
                     cursors: BTreeMap::new(),
@@ -515,7 +517,8 @@ impl<T: Versioned> MemorySource<T> {
         self.len() == 0
     }
 
-    /// The current resource version: that of the last write.
+    /// The current resource version: that of the last write, or 1 for a source never written
+    /// (as in etcd; "0" means "any version" in the list+watch protocol).
     pub fn resource_version(&self) -> ResourceVersion {
         self.inner.lock().rv.into()
     }

@@ -83,27 +83,27 @@ fn names(list: &ObjectList<Item>) -> Vec<&str> {
 async fn versions_history_and_replay() {
     // client-go's TestRCNumber: an add and two modifies get versions 1..3.
     let source = MemorySource::new();
-    assert_eq!(source.put(item("a", 1)), 1.into());
-    assert_eq!(source.put(item("a", 2)), 2.into());
-    assert_eq!(source.put(item("a", 3)), 3.into());
+    assert_eq!(source.put(item("a", 1)), 2.into());
+    assert_eq!(source.put(item("a", 2)), 3.into());
+    assert_eq!(source.put(item("a", 3)), 4.into());
 
-    let mut w1 = source.watch(at(1)).await.unwrap();
-    let mut w2 = source.watch(at(2)).await.unwrap();
-    let mut w3 = source.watch(at(3)).await.unwrap();
-    assert_eq!(ready(&mut w1).0, ["M a=2@2", "M a=3@3"]);
-    assert_eq!(ready(&mut w2).0, ["M a=3@3"]);
+    let mut w1 = source.watch(at(2)).await.unwrap();
+    let mut w2 = source.watch(at(3)).await.unwrap();
+    let mut w3 = source.watch(at(4)).await.unwrap();
+    assert_eq!(ready(&mut w1).0, ["M a=2@3", "M a=3@4"]);
+    assert_eq!(ready(&mut w2).0, ["M a=3@4"]);
     assert_eq!(ready(&mut w3), (vec![], false));
 
     let list = source.list(ListOptions::default()).await.unwrap();
-    assert_eq!(list.resource_version, Some(3.into()));
+    assert_eq!(list.resource_version, Some(4.into()));
     assert_eq!(list.items[0].value, 3);
 
     // Live events reach every open watch; closing ends them.
     assert_eq!(source.open_watches(), 3);
     source.delete(&"a".to_string());
-    assert_eq!(ready(&mut w3).0, ["D a@4"]);
+    assert_eq!(ready(&mut w3).0, ["D a@5"]);
     source.close_watches();
-    assert_eq!(ready(&mut w1), (vec!["D a@4".into()], true));
+    assert_eq!(ready(&mut w1), (vec!["D a@5".into()], true));
     assert!(ready(&mut w2).1);
     assert!(ready(&mut w3).1);
     assert_eq!(source.open_watches(), 0);
@@ -113,11 +113,11 @@ async fn versions_history_and_replay() {
 async fn deletes_carry_the_version_of_the_delete() {
     let source = MemorySource::new();
     source.put(item("a", 1));
-    assert_eq!(source.delete(&"a".to_string()), Some(2.into()));
+    assert_eq!(source.delete(&"a".to_string()), Some(3.into()));
     assert_eq!(source.delete(&"a".to_string()), None, "absent: no write");
-    assert_eq!(source.resource_version(), 2.into());
-    let mut w = source.watch(at(1)).await.unwrap();
-    assert_eq!(ready(&mut w).0, ["D a@2"]);
+    assert_eq!(source.resource_version(), 3.into());
+    let mut w = source.watch(at(2)).await.unwrap();
+    assert_eq!(ready(&mut w).0, ["D a@3"]);
 }
 
 #[tokio::test]
@@ -126,7 +126,7 @@ async fn reset_watches_makes_every_client_relist() {
     let source = MemorySource::new();
     source.put(item("a", 1));
     source.put(item("b", 1));
-    let mut open = source.watch(at(2)).await.unwrap();
+    let mut open = source.watch(at(3)).await.unwrap();
     source.put_dropping_watch(item("c", 1));
     assert_eq!(
         ready(&mut open),
@@ -135,30 +135,30 @@ async fn reset_watches_makes_every_client_relist() {
     );
 
     let rv = source.reset_watches();
-    assert_eq!(rv, 4.into());
+    assert_eq!(rv, 5.into());
     assert!(ready(&mut open).1, "reset ends open watches");
     for from in [1, 3] {
         let err = source.watch(at(from)).await.err().unwrap();
         assert_eq!(err.kind, SourceErrorKind::Expired, "from {from}");
     }
     // A relist sees the dropped write; a watch from the list's version works.
-    let list = source.list(at(3)).await.unwrap();
+    let list = source.list(at(4)).await.unwrap();
     assert_eq!(names(&list), ["a", "b", "c"]);
-    let mut w = source.watch(at(4)).await.unwrap();
+    let mut w = source.watch(at(5)).await.unwrap();
     source.put(item("d", 1));
-    assert_eq!(ready(&mut w).0, ["A d=1@5"]);
+    assert_eq!(ready(&mut w).0, ["A d=1@6"]);
 }
 
 #[tokio::test]
 async fn dropped_writes_are_replayed_to_later_watches() {
     let source = MemorySource::new();
     source.put(item("a", 1));
-    let mut open = source.watch(at(1)).await.unwrap();
+    let mut open = source.watch(at(2)).await.unwrap();
     source.put_dropping_watch(item("a", 2));
     source.delete_dropping_watch(&"a".to_string());
     assert_eq!(ready(&mut open), (vec![], false));
-    let mut later = source.watch(at(1)).await.unwrap();
-    assert_eq!(ready(&mut later).0, ["M a=2@2", "D a@3"]);
+    let mut later = source.watch(at(2)).await.unwrap();
+    assert_eq!(ready(&mut later).0, ["M a=2@3", "D a@4"]);
 }
 
 #[tokio::test]
@@ -167,31 +167,31 @@ async fn history_is_bounded_and_old_versions_expire() {
     for v in 1..=5 {
         source.put(item("a", v));
     }
-    assert_eq!(source.compacted_resource_version(), 2.into());
-    let err = source.watch(at(1)).await.err().unwrap();
+    assert_eq!(source.compacted_resource_version(), 3.into());
+    let err = source.watch(at(2)).await.err().unwrap();
     assert_eq!(err.kind, SourceErrorKind::Expired);
     assert!(err.message.contains("too old"), "{err}");
-    let mut w = source.watch(at(2)).await.unwrap();
-    assert_eq!(ready(&mut w).0, ["M a=3@3", "M a=4@4", "M a=5@5"]);
+    let mut w = source.watch(at(3)).await.unwrap();
+    assert_eq!(ready(&mut w).0, ["M a=3@4", "M a=4@5", "M a=5@6"]);
 
     // Compacting now: only the current version can still be watched.
     source.compact();
-    assert!(source.watch(at(4)).await.err().unwrap().is_expired());
-    assert!(source.watch(at(5)).await.is_ok());
+    assert!(source.watch(at(5)).await.err().unwrap().is_expired());
+    assert!(source.watch(at(6)).await.is_ok());
 }
 
 #[tokio::test]
 async fn versions_newer_than_the_source_are_too_large() {
     let source = MemorySource::new();
     source.put(item("a", 1));
-    let err = source.watch(at(9)).await.err().unwrap();
+    let err = source.watch(at(10)).await.err().unwrap();
     assert_eq!(err.kind, SourceErrorKind::TooLargeResourceVersion);
-    let err = source.list(at(9)).await.err().unwrap();
+    let err = source.list(at(10)).await.err().unwrap();
     assert_eq!(err.kind, SourceErrorKind::TooLargeResourceVersion);
     assert!(err.message.contains("Too large resource version"));
     let err = source
         .watch(ListOptions {
-            resource_version: Some(9.into()),
+            resource_version: Some(10.into()),
             send_initial_events: true,
             allow_bookmarks: true,
             ..ListOptions::default()
@@ -225,7 +225,7 @@ async fn pages_stay_consistent_at_the_lists_version() {
     };
     let first = source.list(page(None)).await.unwrap();
     assert_eq!(names(&first), ["o0", "o1", "o2", "o3"]);
-    assert_eq!(first.resource_version, Some(10.into()));
+    assert_eq!(first.resource_version, Some(11.into()));
 
     // Writes between pages do not show in the list.
     source.put(item("o5", 500));
@@ -241,7 +241,7 @@ async fn pages_stay_consistent_at_the_lists_version() {
         second.items[1].value, 5,
         "the page is at the list's version"
     );
-    assert_eq!(second.resource_version, Some(10.into()));
+    assert_eq!(second.resource_version, Some(11.into()));
     let third = source
         .list(page(second.continue_token.clone()))
         .await
@@ -261,7 +261,7 @@ async fn pages_stay_consistent_at_the_lists_version() {
     // Unpaginated lists are current.
     let all = source.list(ListOptions::default()).await.unwrap();
     assert_eq!(all.items.len(), 10);
-    assert_eq!(all.resource_version, Some(13.into()));
+    assert_eq!(all.resource_version, Some(14.into()));
 }
 
 #[tokio::test]
@@ -304,17 +304,17 @@ async fn exact_lists_rebuild_an_older_state() {
         version_match: VersionMatch::Exact,
         ..ListOptions::default()
     };
-    let at2 = source.list(exact(2)).await.unwrap();
+    let at2 = source.list(exact(3)).await.unwrap();
     assert_eq!(names(&at2), ["a", "b"]);
     assert_eq!(at2.items[0].value, 1);
-    assert_eq!(at2.resource_version, Some(2.into()));
-    let at4 = source.list(exact(4)).await.unwrap();
+    assert_eq!(at2.resource_version, Some(3.into()));
+    let at4 = source.list(exact(5)).await.unwrap();
     assert_eq!(names(&at4), ["a"]);
     assert_eq!(at4.items[0].value, 2);
     // Not-older-than gives the current state.
-    assert_eq!(names(&source.list(at(2)).await.unwrap()), ["a", "c"]);
+    assert_eq!(names(&source.list(at(3)).await.unwrap()), ["a", "c"]);
     source.compact();
-    assert!(source.list(exact(2)).await.err().unwrap().is_expired());
+    assert!(source.list(exact(3)).await.err().unwrap().is_expired());
 }
 
 #[tokio::test]
@@ -332,7 +332,7 @@ async fn watch_from_zero_starts_with_the_state() {
             .unwrap();
         assert_eq!(
             ready(&mut w).0,
-            ["A a=1@2", "A b=1@1"],
+            ["A a=1@3", "A b=1@2"],
             "key order, not version order"
         );
     }
@@ -353,7 +353,7 @@ async fn streaming_initial_list_ends_with_a_bookmark() {
     source.put(item("c", 1));
     assert_eq!(
         ready(&mut w).0,
-        ["A a=1@1", "A b=1@2", "B 2 end", "A c=1@3"]
+        ["A a=1@2", "A b=1@3", "B 3 end", "A c=1@4"]
     );
     assert!(source.supports_watch_list());
     let err = source
@@ -376,29 +376,29 @@ async fn bookmarks_come_at_the_interval_and_never_claim_unsent_events() {
     let source = MemorySource::with_config(config);
     source.put(item("a", 1));
     let bookmarks = ListOptions {
-        resource_version: Some(1.into()),
+        resource_version: Some(2.into()),
         allow_bookmarks: true,
         ..ListOptions::default()
     };
     let mut w = source.watch(bookmarks).await.unwrap();
-    let mut plain = source.watch(at(1)).await.unwrap();
+    let mut plain = source.watch(at(2)).await.unwrap();
     source.put(item("b", 1));
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(ready(&mut w).0, ["A b=1@2"]);
+    assert_eq!(ready(&mut w).0, ["A b=1@3"]);
     // The bookmark follows every event already sent, at the last sent version.
     source.put(item("c", 1));
     source.put_dropping_watch(item("d", 1));
-    assert_eq!(w.next().await.map(|i| render(&i)).unwrap(), "A c=1@3");
-    assert_eq!(w.next().await.map(|i| render(&i)).unwrap(), "B 3");
+    assert_eq!(w.next().await.map(|i| render(&i)).unwrap(), "A c=1@4");
+    assert_eq!(w.next().await.map(|i| render(&i)).unwrap(), "B 4");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(ready(&mut w).0, ["B 3"]);
+    assert_eq!(ready(&mut w).0, ["B 4"]);
     // A watch without bookmarks gets none.
-    assert_eq!(ready(&mut plain).0, ["A b=1@2", "A c=1@3"]);
+    assert_eq!(ready(&mut plain).0, ["A b=1@3", "A c=1@4"]);
 
     // On demand, twice: duplicates.
     source.send_bookmarks();
     source.send_bookmarks();
-    assert_eq!(ready(&mut w).0, ["B 3", "B 3"]);
+    assert_eq!(ready(&mut w).0, ["B 4", "B 4"]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -433,7 +433,7 @@ async fn injected_faults() {
         1,
         SourceError::new(SourceErrorKind::TooManyRequests, "slow down"),
     );
-    let err = source.watch(at(1)).await.err().unwrap();
+    let err = source.watch(at(2)).await.err().unwrap();
     assert_eq!(err.kind, SourceErrorKind::TooManyRequests);
     assert_eq!(
         source.stats(),
@@ -445,7 +445,7 @@ async fn injected_faults() {
 
     source.set_delay(Duration::from_secs(3));
     let started = Instant::now();
-    let mut w = source.watch(at(1)).await.unwrap();
+    let mut w = source.watch(at(2)).await.unwrap();
     assert_eq!(started.elapsed(), Duration::from_secs(3));
     source.set_delay(Duration::ZERO);
 
@@ -455,7 +455,7 @@ async fn injected_faults() {
     assert_eq!(source.open_watches(), 0);
 
     // Dropping a stream closes its watch.
-    let w = source.watch(at(1)).await.unwrap();
+    let w = source.watch(at(2)).await.unwrap();
     assert_eq!(source.open_watches(), 1);
     drop(w);
     assert_eq!(source.open_watches(), 0);
@@ -465,12 +465,12 @@ async fn injected_faults() {
 async fn corrupt_entries_are_typed_decode_errors() {
     let source = MemorySource::new();
     source.put(item("a", 1));
-    let mut w = source.watch(at(1)).await.unwrap();
+    let mut w = source.watch(at(2)).await.unwrap();
     source.put_corrupt("raw/bad", "invalid character '}'");
     source.put(item("b", 1));
     assert_eq!(
         ready(&mut w).0,
-        ["Err Decode raw/bad", "A b=1@3"],
+        ["Err Decode raw/bad", "A b=1@4"],
         "the watch goes on"
     );
 
@@ -482,7 +482,7 @@ async fn corrupt_entries_are_typed_decode_errors() {
     let mut fresh = source.watch(ListOptions::default()).await.unwrap();
     assert_eq!(
         ready(&mut fresh).0,
-        ["A a=1@1", "A b=1@3", "Err Decode raw/bad"]
+        ["A a=1@2", "A b=1@4", "Err Decode raw/bad"]
     );
     assert!(source.remove_corrupt("raw/bad"));
     assert!(
