@@ -79,10 +79,10 @@
 
 mod backoff;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -283,6 +283,7 @@ struct Inner<T: Object> {
     backoff: Mutex<Backoff>,
     synced: tokio::sync::watch::Sender<bool>,
     counters: Counters,
+    running: AtomicBool,
 }
 
 #[derive(Default)]
@@ -421,6 +422,7 @@ impl<T: Object> ReflectorBuilder<T> {
                 backoff: Mutex::new(backoff),
                 synced: tokio::sync::watch::Sender::new(false),
                 counters: Counters::default(),
+                running: AtomicBool::new(false),
             }),
         }
     }
@@ -595,8 +597,18 @@ impl<T: Object> Reflector<T> {
     /// Lists and watches until `cancel` fires, recovering from every failure. After each
     /// list-and-watch cycle ends (a relist is due), waits one backoff delay. Returns when
     /// cancelled; the source's futures and streams are dropped by then.
+    ///
+    /// A reflector runs once at a time: a second `run` while one is going (on any clone) logs a
+    /// warning and returns at once.
     pub async fn run(&self, cancel: CancellationToken) {
         let span = tracing::info_span!("reflector", name = %self.inner.name);
+        if self.inner.running.swap(true, Ordering::AcqRel) {
+            let _entered = span.enter();
+            warn!("the reflector is already running");
+            return;
+        }
+        // Cleared however `run` ends, dropped future included.
+        let _running = Running(&self.inner.running);
         async {
             info!("Starting reflector");
             while !cancel.is_cancelled() {
@@ -872,7 +884,7 @@ impl<T: Object> Reflector<T> {
         mut stream: WatchStream<T>,
         cancel: &CancellationToken,
     ) -> Initial<T> {
-        let mut temp: HashMap<T::Key, Arc<T>, crate::index::Hasher> = HashMap::default();
+        let mut temp = Initials::new();
         let started = Instant::now();
         let mut last_event: Option<Instant> = None;
         let mut ticker =
@@ -898,20 +910,25 @@ impl<T: Object> Reflector<T> {
             while let Some(item) = next.take() {
                 match item {
                     None => return Initial::Closed,
-                    Some(Ok(WatchEvent::Added(obj) | WatchEvent::Modified(obj))) => {
+                    Some(Ok(WatchEvent::Added(obj))) => {
                         if self.check(&obj) {
-                            temp.insert(obj.key(), obj);
+                            temp.add(obj);
+                        }
+                    }
+                    Some(Ok(WatchEvent::Modified(obj))) => {
+                        if self.check(&obj) {
+                            temp.keyed().insert(obj.key(), obj);
                         }
                     }
                     Some(Ok(WatchEvent::Deleted(obj))) => {
-                        temp.remove(&obj.key());
+                        temp.keyed().remove(&obj.key());
                     }
                     Some(Ok(WatchEvent::Bookmark {
                         resource_version,
                         initial_events_end: true,
                     })) => {
                         self.state().unavailable = false;
-                        let items: Vec<_> = temp.into_values().collect();
+                        let items = temp.into_items();
                         if let Err(error) = self
                             .inner
                             .store
@@ -1148,6 +1165,61 @@ impl<T: Object> Reflector<T> {
             self.inner.store.resync().map_err(ReflectorError::Resync)?;
         }
         Ok(())
+    }
+}
+
+/// Marks a reflector as not running when dropped.
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The objects of a streaming initial list so far.
+///
+/// While only `Added` events come (one per object, as a server sends its initial events), they
+/// are kept in arrival order without computing a key. The first `Modified` or `Deleted` event
+/// switches to a map by key (in key order, which keeps the replace walking memory in the order
+/// the objects came).
+struct Initials<T: Object> {
+    added: Vec<Arc<T>>,
+    keyed: Option<BTreeMap<T::Key, Arc<T>>>,
+}
+
+impl<T: Object> Initials<T> {
+    fn new() -> Self {
+        Self {
+            added: Vec::new(),
+            keyed: None,
+        }
+    }
+
+    fn add(&mut self, obj: Arc<T>) {
+        match &mut self.keyed {
+            Some(map) => {
+                map.insert(obj.key(), obj);
+            }
+            None => self.added.push(obj),
+        }
+    }
+
+    fn keyed(&mut self) -> &mut BTreeMap<T::Key, Arc<T>> {
+        let added = &mut self.added;
+        self.keyed.get_or_insert_with(|| {
+            std::mem::take(added)
+                .into_iter()
+                .map(|o| (o.key(), o))
+                .collect()
+        })
+    }
+
+    fn into_items(self) -> Vec<Arc<T>> {
+        match self.keyed {
+            Some(map) => map.into_values().collect(),
+            None => self.added,
+        }
     }
 }
 

@@ -328,6 +328,33 @@ async fn cancel_stops_run_and_closes_the_watch() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_second_run_at_the_same_time_returns_at_once() {
+    let source = MemorySource::new();
+    source.put(new_pod("a", 1));
+    let r = Reflector::new(source.clone(), cache());
+    let cancel = CancellationToken::new();
+    let first = tokio::spawn({
+        let (r, cancel) = (r.clone(), cancel.clone());
+        async move { r.run(cancel).await }
+    });
+    r.wait_for_sync().await;
+    let other = CancellationToken::new();
+    tokio::time::timeout(Duration::from_secs(1), r.clone().run(other))
+        .await
+        .expect("returns at once");
+    assert_eq!(source.stats().watches, 1, "the second run did nothing");
+    cancel.cancel();
+    first.await.unwrap();
+    // Once stopped, it can run again.
+    let again = CancellationToken::new();
+    let stop = again.clone();
+    let ((), ()) = tokio::join!(r.run(again), async move {
+        until("a second sync", || source.stats().watches == 2).await;
+        stop.cancel();
+    });
+}
+
+#[tokio::test(start_paused = true)]
 async fn cancelled_before_start_calls_nothing() {
     let source = Recorder::new(MemorySource::<Pod>::new());
     let r = Reflector::new(source.clone(), cache());

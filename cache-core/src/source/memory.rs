@@ -857,8 +857,8 @@ impl<T: Versioned> Stream for MemoryWatch<T> {
             if this.done {
                 return Poll::Ready(None);
             }
-            if let Some(deadline) = &mut this.deadline
-                && deadline.as_mut().poll(cx).is_ready()
+            if let Some(deadline) = &this.deadline
+                && Instant::now() >= deadline.deadline()
             {
                 // The server-side timeout: a clean end.
                 this.done = true;
@@ -876,10 +876,17 @@ impl<T: Versioned> Stream for MemoryWatch<T> {
                 Poll::Pending => {}
             }
             let tick = this.ticker.as_mut().map(|t| t.poll_tick(cx));
-            match tick {
-                Some(Poll::Ready(_)) => this.bookmark(),
-                _ => return Poll::Pending,
+            if let Some(Poll::Ready(_)) = tick {
+                this.bookmark();
+                continue;
             }
+            // Nothing to send: wake at the timeout (registered only now, not per event).
+            if let Some(deadline) = &mut this.deadline
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                continue;
+            }
+            return Poll::Pending;
         }
     }
 }
