@@ -626,15 +626,15 @@ impl<T: Object> Reflector<T> {
     }
 
     /// One cycle: fills the store (streaming initial list, or list), then watches until a relist
-    /// is due or `cancel` fires (client-go's `ListAndWatch`). Returns `Ok` when cancelled or
-    /// when a watch ended in a way that calls for a relist without an error to report; errors
-    /// that were handled within the cycle (re-watches, skipped objects) have been reported
-    /// already.
+    /// is due or `cancel` fires (client-go's `ListAndWatch`). Returns `Ok` when cancelled. Errors
+    /// handled within the cycle (re-watches after a backoff, internal errors retried, skipped
+    /// objects, writes the store refused) have been reported to the watch-error handler already.
     ///
     /// # Errors
     ///
-    /// The error that ended the cycle: a failed list, a watch that could not be opened or that
-    /// ended with an error, a failed resync.
+    /// The error that ended the cycle, after which [`run`](Self::run) backs off and relists: a
+    /// failed list, a watch that could not be opened or that ended with an error (an expired
+    /// version included), a very short watch, a failed resync.
     pub async fn list_and_watch(&self, cancel: &CancellationToken) -> Result<(), ReflectorError> {
         if cancel.is_cancelled() {
             return Ok(());
@@ -1033,7 +1033,7 @@ impl<T: Object> Reflector<T> {
                     self.report(&error);
                 }
                 _ => {
-                    warn!(reflector = %self.inner.name, %error, "watch ended with error");
+                    debug!(reflector = %self.inner.name, %error, "watch ended with error, relisting");
                     return Err(error);
                 }
             }
