@@ -1,4 +1,4 @@
-//! Read latency, idle and under writes: a writer thread applies pod updates as fast as it can
+//! Read latency, idle and under writes: a writer thread applies pod updates at 10,000 writes/s
 //! while the benchmark reads. Ours: `Cache<SlimPod>` (indexed by node, owner, namespace);
 //! kube-runtime: its reflector `Store<Pod>` (a `RwLock<AHashMap>`, no indexes, so "pods on a
 //! node" is `state_filter`, a scan under the read lock).
@@ -29,10 +29,15 @@ struct Writer {
     name: &'static str,
 }
 
+/// Writes per second each writer aims at: the same load on both sides (a busy cluster's pod
+/// churn is far below it).
+const WRITES_PER_SEC: u64 = 10_000;
+
 impl Writer {
     fn spawn(name: &'static str, mut write: impl FnMut(usize) + Send + 'static) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let writes = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
         let thread = thread::spawn({
             let (stop, writes) = (stop.clone(), writes.clone());
             move || {
@@ -41,13 +46,19 @@ impl Writer {
                     write(i);
                     i += 1;
                     writes.fetch_add(1, Ordering::Relaxed);
+                    // Paced: sleep whenever ahead of the schedule.
+                    let due =
+                        started + Duration::from_micros(i as u64 * 1_000_000 / WRITES_PER_SEC);
+                    if let Some(ahead) = due.checked_duration_since(Instant::now()) {
+                        thread::sleep(ahead);
+                    }
                 }
             }
         });
         Self {
             stop,
             writes,
-            started: Instant::now(),
+            started,
             thread: Some(thread),
             name,
         }
