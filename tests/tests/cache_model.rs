@@ -53,7 +53,7 @@ fn expected_values(index: &str, m: &M) -> Vec<String> {
         "tag" => m.tags.iter().map(|t| format!("t{t}")).collect(),
         "group" => [format!("{:?}", m.group)].into(),
         "uniq" => m.uniq.iter().map(|u| format!("u{u}")).collect(),
-        "parity" => [format!("{:?}", m.id % 2 == 0)].into(),
+        "parity" => [format!("{:?}", m.id.is_multiple_of(2))].into(),
         other => panic!("no index {other}"),
     };
     set.into_iter().collect()
@@ -71,7 +71,7 @@ fn initial_indexers() -> Indexers<M> {
 }
 
 fn parity_indexer(name: &'static str) -> Indexer<M> {
-    Indexer::new(name, |m: &M| [m.id % 2 == 0])
+    Indexer::new(name, |m: &M| [m.id.is_multiple_of(2)])
 }
 
 #[derive(Debug, Clone)]
