@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 use crate::object::Object;
 use crate::store::StoreError;
+use crate::store::trie::{Entry, Trie};
 
 /// A type that can be an index value. See the [module docs](self) for the rule; it is implemented
 /// for every type that meets it.
@@ -128,7 +129,7 @@ type ValuesFn<T, V> = dyn Fn(&T, &mut Vec<V>) + Send + Sync;
 /// ```
 pub struct Indexer<T: Object> {
     name: Cow<'static, str>,
-    make: Arc<dyn Fn() -> Box<dyn ErasedIndex<T>> + Send + Sync>,
+    make: Arc<dyn Fn() -> Arc<dyn ErasedIndex<T>> + Send + Sync>,
 }
 
 impl<T: Object> Clone for Indexer<T> {
@@ -189,15 +190,15 @@ impl<T: Object> Indexer<T> {
     {
         let name = name.into();
         let f: Arc<ValuesFn<T, V>> = Arc::new(f);
-        let index_name = name.clone();
+        let index_name: Arc<str> = Arc::from(&*name);
         Self {
             name,
             make: Arc::new(move || {
-                Box::new(TypedIndex::<T, V> {
+                Arc::new(TypedIndex::<T, V> {
                     name: index_name.clone(),
                     unique,
                     values_fn: f.clone(),
-                    buckets: imbl::GenericHashMap::with_hasher(Hasher::default()),
+                    buckets: Trie::with_hasher(Hasher::default()),
                 })
             }),
         }
@@ -208,7 +209,8 @@ impl<T: Object> Indexer<T> {
         &self.name
     }
 
-    pub(crate) fn build(&self) -> Box<dyn ErasedIndex<T>> {
+    /// An empty index of this definition.
+    pub(crate) fn build(&self) -> Arc<dyn ErasedIndex<T>> {
         (self.make)()
     }
 }
@@ -294,75 +296,82 @@ impl<T: Object> FromIterator<Indexer<T>> for Indexers<T> {
 
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
-/// The objects under one index value, ordered by key. Most buckets of a unique index, and many
-/// of a fine-grained one, hold one object: that case needs no map at all.
-pub(crate) enum Bucket<T: Object> {
-    One(T::Key, Arc<T>),
-    Many(imbl::OrdMap<T::Key, Arc<T>>),
+/// The objects of a snapshot by key: the primary map.
+pub(crate) type Objects<T> = Trie<(<T as Object>::Key, Arc<T>), Hasher>;
+
+/// The keys under one index value, in key order. An index bucket holds keys, not objects: an
+/// update that leaves an object's index values unchanged touches no index at all, and a query
+/// finds each object through the primary map by a key that shares its allocation with the
+/// primary map's own (so the comparison is a pointer comparison). Most buckets of a unique
+/// index, and many of a fine-grained one, hold one key: that case needs no set at all.
+#[derive(Clone)]
+pub(crate) enum Bucket<K: Ord + Clone> {
+    One(K),
+    Many(imbl::OrdSet<K>),
 }
 
-impl<T: Object> Clone for Bucket<T> {
-    fn clone(&self) -> Self {
-        match self {
-            Bucket::One(k, v) => Bucket::One(k.clone(), v.clone()),
-            Bucket::Many(m) => Bucket::Many(m.clone()),
+impl<K: Ord + Clone> Bucket<K> {
+    /// A bucket of `keys`, which are sorted and distinct.
+    fn from_sorted(mut keys: Vec<K>) -> Option<Self> {
+        match keys.len() {
+            0 => None,
+            1 => keys.pop().map(Bucket::One),
+            _ => Some(Bucket::Many(keys.into_iter().collect())),
         }
     }
-}
 
-impl<T: Object> Bucket<T> {
     pub(crate) fn len(&self) -> usize {
         match self {
-            Bucket::One(..) => 1,
+            Bucket::One(_) => 1,
             Bucket::Many(m) => m.len(),
         }
     }
 
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&T::Key, &Arc<T>)) {
+    pub(crate) fn keys(&self) -> BucketKeys<'_, K> {
         match self {
-            Bucket::One(k, v) => f(k, v),
-            Bucket::Many(m) => m.iter().for_each(|(k, v)| f(k, v)),
+            Bucket::One(k) => BucketKeys::One(Some(k)),
+            Bucket::Many(m) => BucketKeys::Many(m.iter()),
         }
     }
 
-    pub(crate) fn first(&self) -> Option<&Arc<T>> {
+    pub(crate) fn first(&self) -> Option<&K> {
         match self {
-            Bucket::One(_, v) => Some(v),
-            Bucket::Many(m) => m.values().next(),
+            Bucket::One(k) => Some(k),
+            Bucket::Many(m) => m.get_min(),
         }
     }
 
-    fn contains(&self, key: &T::Key) -> bool {
+    fn contains(&self, key: &K) -> bool {
         match self {
-            Bucket::One(k, _) => k == key,
-            Bucket::Many(m) => m.contains_key(key),
+            Bucket::One(k) => k == key,
+            Bucket::Many(m) => m.contains(key),
         }
     }
 
-    fn insert(&mut self, key: T::Key, obj: Arc<T>) {
+    fn insert(&mut self, key: K) {
         match self {
-            Bucket::One(k, _) if *k == key => *self = Bucket::One(key, obj),
-            Bucket::One(k, v) => {
-                let mut m = imbl::OrdMap::new();
-                m.insert(k.clone(), v.clone());
-                m.insert(key, obj);
+            Bucket::One(k) if *k == key => {}
+            Bucket::One(k) => {
+                let mut m = imbl::OrdSet::new();
+                m.insert(k.clone());
+                m.insert(key);
                 *self = Bucket::Many(m);
             }
             Bucket::Many(m) => {
-                m.insert(key, obj);
+                m.insert(key);
             }
         }
     }
 
     /// Removes `key`; returns whether the bucket is now empty (and must be dropped).
-    fn remove(&mut self, key: &T::Key) -> bool {
+    fn remove(&mut self, key: &K) -> bool {
         match self {
-            Bucket::One(k, _) => k == key,
+            Bucket::One(k) => k == key,
             Bucket::Many(m) => {
                 m.remove(key);
                 if m.len() == 1 {
-                    if let Some((k, v)) = m.iter().next().map(|(k, v)| (k.clone(), v.clone())) {
-                        *self = Bucket::One(k, v);
+                    if let Some(k) = m.get_min().cloned() {
+                        *self = Bucket::One(k);
                     }
                     return false;
                 }
@@ -372,20 +381,58 @@ impl<T: Object> Bucket<T> {
     }
 }
 
+/// The keys of a [`Bucket`], in order.
+pub(crate) enum BucketKeys<'a, K> {
+    One(Option<&'a K>),
+    Many(imbl::ordset::Iter<'a, K, imbl::shared_ptr::DefaultSharedPtr>),
+}
+
+impl<'a, K: Ord> Iterator for BucketKeys<'a, K> {
+    type Item = &'a K;
+    fn next(&mut self) -> Option<&'a K> {
+        match self {
+            BucketKeys::One(k) => k.take(),
+            BucketKeys::Many(it) => it.next(),
+        }
+    }
+}
+
+/// One value of an index and its bucket: the entry type of an index's trie. Shared behind an
+/// `Arc`, so that copying a trie node never clones a value.
+pub(crate) struct ValueEntry<V, K: Ord + Clone> {
+    value: V,
+    pub(crate) bucket: Bucket<K>,
+}
+
+impl<V: IndexValue, K: Ord + Clone> Entry for Arc<ValueEntry<V, K>> {
+    type Key = V;
+    fn key(&self) -> &V {
+        &self.value
+    }
+}
+
 /// The storage of one index inside a snapshot, with its value type erased so that indexes of
 /// different value types sit side by side. Typed access goes back through [`Index<T, V>`].
 pub(crate) trait ErasedIndex<T: Object>: Send + Sync {
     fn name(&self) -> &str;
-    fn clone_box(&self) -> Box<dyn ErasedIndex<T>>;
     fn as_any(&self) -> &dyn Any;
     fn value_type(&self) -> &'static str;
+    fn is_unique(&self) -> bool;
     /// Fails when writing `new` under `key` would break a unique index.
     fn check(&self, key: &T::Key, new: &T) -> Result<(), StoreError>;
-    /// Moves `key` from the buckets of `old`'s values to those of `new`'s values.
-    fn update(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>);
-    /// The keys sharing any value with `obj` (client-go's `Index`).
-    fn matching(&self, obj: &T) -> Vec<Arc<T>>;
-    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T>>>;
+    /// This index after the object under `key` went from `old` to `new`: `self` when its
+    /// values did not change, a new version otherwise (in place when nothing else shares it).
+    fn update(
+        self: Arc<Self>,
+        key: &T::Key,
+        old: Option<&T>,
+        new: Option<&T>,
+    ) -> Arc<dyn ErasedIndex<T>>;
+    /// A new index of the same definition holding `objects`, built in one pass.
+    fn rebuilt(&self, objects: &Objects<T>) -> Arc<dyn ErasedIndex<T>>;
+    /// The objects sharing any value with `obj` (client-go's `Index`).
+    fn matching(&self, objects: &Objects<T>, obj: &T) -> Vec<Arc<T>>;
+    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T::Key>>>;
     fn values_str(&self) -> Option<Vec<String>>;
     fn bucket_count(&self) -> usize;
     /// Every (value, key) pair, rendered with Debug, for consistency checks.
@@ -395,13 +442,25 @@ pub(crate) trait ErasedIndex<T: Object>: Send + Sync {
 }
 
 pub(crate) struct TypedIndex<T: Object, V: IndexValue> {
-    name: Cow<'static, str>,
+    name: Arc<str>,
     unique: bool,
     values_fn: Arc<ValuesFn<T, V>>,
-    buckets: imbl::GenericHashMap<V, Bucket<T>, Hasher, imbl::shared_ptr::DefaultSharedPtr>,
+    buckets: Trie<Arc<ValueEntry<V, T::Key>>, Hasher>,
+}
+
+impl<T: Object, V: IndexValue> Clone for TypedIndex<T, V> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            unique: self.unique,
+            values_fn: self.values_fn.clone(),
+            buckets: self.buckets.clone(),
+        }
+    }
 }
 
 impl<T: Object, V: IndexValue> TypedIndex<T, V> {
+    /// The object's values, sorted and without repeats.
     fn values(&self, obj: &T) -> Vec<V> {
         let mut out = Vec::new();
         (self.values_fn)(obj, &mut out);
@@ -412,31 +471,46 @@ impl<T: Object, V: IndexValue> TypedIndex<T, V> {
         out
     }
 
-    pub(crate) fn bucket<Q>(&self, value: &Q) -> Option<&Bucket<T>>
+    pub(crate) fn bucket<Q>(&self, value: &Q) -> Option<&Bucket<T::Key>>
     where
         V: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.buckets.get(value)
+        self.buckets.get(value).map(|e| &e.bucket)
     }
 
     pub(crate) fn values_iter(&self) -> impl Iterator<Item = &V> {
-        self.buckets.keys()
+        self.buckets.iter().map(|e| &e.value)
+    }
+
+    fn add_key(&mut self, value: V, key: &T::Key) {
+        let bucket = match self.buckets.get(&value) {
+            Some(e) => {
+                let mut b = e.bucket.clone();
+                b.insert(key.clone());
+                b
+            }
+            None => Bucket::One(key.clone()),
+        };
+        self.buckets.insert(Arc::new(ValueEntry { value, bucket }));
+    }
+
+    fn remove_key(&mut self, value: V, key: &T::Key) {
+        let Some(e) = self.buckets.get(&value) else {
+            return;
+        };
+        let mut bucket = e.bucket.clone();
+        if bucket.remove(key) {
+            self.buckets.remove(&value);
+        } else {
+            self.buckets.insert(Arc::new(ValueEntry { value, bucket }));
+        }
     }
 }
 
 impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
     fn name(&self) -> &str {
         &self.name
-    }
-
-    fn clone_box(&self) -> Box<dyn ErasedIndex<T>> {
-        Box::new(Self {
-            name: self.name.clone(),
-            unique: self.unique,
-            values_fn: self.values_fn.clone(),
-            buckets: self.buckets.clone(),
-        })
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -447,17 +521,21 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
         std::any::type_name::<V>()
     }
 
+    fn is_unique(&self) -> bool {
+        self.unique
+    }
+
     fn check(&self, key: &T::Key, new: &T) -> Result<(), StoreError> {
         if !self.unique {
             return Ok(());
         }
         for value in self.values(new) {
-            if let Some(bucket) = self.buckets.get(&value)
+            if let Some(bucket) = self.bucket(&value)
                 && !bucket.contains(key)
             {
                 let holder = bucket
                     .first()
-                    .map(|o| format!("{:?}", o.key()))
+                    .map(|k| format!("{k:?}"))
                     .unwrap_or_default();
                 return Err(StoreError::UniqueViolation {
                     index: self.name.to_string(),
@@ -470,57 +548,86 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
         Ok(())
     }
 
-    fn update(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>) {
+    fn update(
+        self: Arc<Self>,
+        key: &T::Key,
+        old: Option<&T>,
+        new: Option<&T>,
+    ) -> Arc<dyn ErasedIndex<T>> {
         let old_values = old.map(|o| self.values(o)).unwrap_or_default();
         let new_values = new.map(|o| self.values(o)).unwrap_or_default();
-        for value in &old_values {
-            if new.is_some() && new_values.binary_search(value).is_ok() {
-                continue;
-            }
-            if let Some(bucket) = self.buckets.get_mut(value)
-                && bucket.remove(key)
-            {
-                self.buckets.remove(value);
+        if old_values == new_values {
+            // Buckets hold keys: nothing to do, and nothing is copied.
+            return self;
+        }
+        let mut this = self;
+        let me = Arc::make_mut(&mut this);
+        for value in old_values {
+            if new_values.binary_search(&value).is_err() {
+                me.remove_key(value, key);
             }
         }
-        if let Some(new) = new {
-            for value in new_values {
-                // The object changed, so even an unchanged value's bucket must hold the new Arc.
-                match self.buckets.get_mut(&value) {
-                    Some(bucket) => bucket.insert(key.clone(), new.clone()),
-                    None => {
-                        self.buckets
-                            .insert(value, Bucket::One(key.clone(), new.clone()));
-                    }
-                }
+        for value in new_values {
+            if me.bucket(&value).is_none_or(|b| !b.contains(key)) {
+                me.add_key(value, key);
             }
         }
+        this
     }
 
-    fn matching(&self, obj: &T) -> Vec<Arc<T>> {
+    fn rebuilt(&self, objects: &Objects<T>) -> Arc<dyn ErasedIndex<T>> {
+        let mut groups: std::collections::HashMap<V, Vec<T::Key>, Hasher> =
+            std::collections::HashMap::with_hasher(Hasher::default());
+        let mut scratch = Vec::new();
+        for (key, obj) in objects.iter() {
+            scratch.clear();
+            (self.values_fn)(obj, &mut scratch);
+            if scratch.len() > 1 {
+                scratch.sort_unstable();
+                scratch.dedup();
+            }
+            for value in scratch.drain(..) {
+                groups.entry(value).or_default().push(key.clone());
+            }
+        }
+        let entries = groups.into_iter().filter_map(|(value, mut keys)| {
+            keys.sort_unstable();
+            let bucket = Bucket::from_sorted(keys)?;
+            Some(Arc::new(ValueEntry { value, bucket }))
+        });
+        Arc::new(Self {
+            name: self.name.clone(),
+            unique: self.unique,
+            values_fn: self.values_fn.clone(),
+            buckets: Trie::from_entries(self.buckets.hasher().clone(), entries),
+        })
+    }
+
+    fn matching(&self, objects: &Objects<T>, obj: &T) -> Vec<Arc<T>> {
         let values = self.values(obj);
-        let mut out: Vec<Arc<T>> = Vec::new();
-        let many = values.len() > 1;
+        let mut keys: Vec<&T::Key> = Vec::new();
         for value in &values {
-            if let Some(bucket) = self.buckets.get(value) {
-                bucket.for_each(|_, o| out.push(o.clone()));
+            if let Some(bucket) = self.bucket(value) {
+                keys.extend(bucket.keys());
             }
         }
-        if many {
-            out.sort_by_key(|o| o.key());
-            out.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        if values.len() > 1 {
+            keys.sort_unstable();
+            keys.dedup();
         }
-        out
+        keys.into_iter()
+            .filter_map(|k| objects.get(k).map(|e| e.1.clone()))
+            .collect()
     }
 
-    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T>>> {
+    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T::Key>>> {
         let me = (self as &dyn Any).downcast_ref::<TypedIndex<T, String>>()?;
-        Some(me.buckets.get(value))
+        Some(me.bucket(value))
     }
 
     fn values_str(&self) -> Option<Vec<String>> {
         let me = (self as &dyn Any).downcast_ref::<TypedIndex<T, String>>()?;
-        Some(me.buckets.keys().cloned().collect())
+        Some(me.values_iter().cloned().collect())
     }
 
     fn bucket_count(&self) -> usize {
@@ -529,8 +636,9 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
 
     fn debug_entries(&self) -> Vec<(String, T::Key)> {
         let mut out = Vec::new();
-        for (v, b) in &self.buckets {
-            b.for_each(|k, _| out.push((format!("{v:?}"), k.clone())));
+        for e in self.buckets.iter() {
+            let v = format!("{:?}", e.value);
+            out.extend(e.bucket.keys().map(|k| (v.clone(), k.clone())));
         }
         out
     }

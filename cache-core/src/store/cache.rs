@@ -7,13 +7,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 
 use super::{Change, Store, StoreError, TransactionError};
+use super::trie::Trie;
 use crate::index::{
-    Bucket, ErasedIndex, Hasher, Index, IndexValue, Indexed, Indexer, Indexers, TypedIndex,
+    BucketKeys, ErasedIndex, Hasher, Index, IndexValue, Indexed, Indexer, Indexers, Objects,
+    TypedIndex,
 };
 use crate::object::{Object, ResourceVersion};
 
-type ObjectMap<T> =
-    imbl::GenericHashMap<<T as Object>::Key, Arc<T>, Hasher, imbl::shared_ptr::DefaultSharedPtr>;
+/// The indexes of a snapshot. Shared between snapshots until a write changes one of them.
+type IndexList<T> = Arc<Vec<Arc<dyn ErasedIndex<T>>>>;
 
 /// How many replaced snapshots the writer keeps before dropping them itself. A reader that loads
 /// a snapshot just before it is replaced almost always lets go of it within this many writes, so
@@ -82,8 +84,8 @@ struct Writer<T: Object> {
 /// A snapshot is cheap to take and cheap to hold: it shares its structure with the cache. Holding
 /// it never blocks the writer; it only keeps the objects it sees alive.
 pub struct Snapshot<T: Object> {
-    objects: ObjectMap<T>,
-    indexes: Vec<Box<dyn ErasedIndex<T>>>,
+    objects: Objects<T>,
+    indexes: IndexList<T>,
     resource_version: Option<ResourceVersion>,
 }
 
@@ -91,7 +93,7 @@ impl<T: Object> Clone for Snapshot<T> {
     fn clone(&self) -> Self {
         Self {
             objects: self.objects.clone(),
-            indexes: self.indexes.iter().map(|i| i.clone_box()).collect(),
+            indexes: self.indexes.clone(),
             resource_version: self.resource_version.clone(),
         }
     }
@@ -141,8 +143,8 @@ impl<T: Object> Cache<T> {
             }
         }
         let snapshot = Snapshot {
-            objects: ObjectMap::<T>::with_hasher(Hasher::default()),
-            indexes: kept.iter().map(Indexer::build).collect(),
+            objects: Trie::with_hasher(Hasher::default()),
+            indexes: Arc::new(kept.iter().map(Indexer::build).collect()),
             resource_version: None,
         };
         Self {
@@ -246,24 +248,43 @@ impl<T: Object> Cache<T> {
         resource_version: Option<ResourceVersion>,
     ) -> Result<(), StoreError> {
         let mut writer = self.lock();
-        let mut next = Snapshot {
-            objects: ObjectMap::<T>::with_hasher(Hasher::default()),
-            indexes: writer.indexers.iter().map(Indexer::build).collect(),
+        let hasher = self.current.load().objects.hasher().clone();
+        let total = items.len();
+        let mut entries: Vec<(T::Key, Arc<T>)> =
+            items.into_iter().map(|obj| (obj.key(), obj)).collect();
+        let mut errors = Vec::new();
+        let empty: Vec<Arc<dyn ErasedIndex<T>>> =
+            writer.indexers.iter().map(Indexer::build).collect();
+        if empty.iter().any(|i| i.is_unique()) {
+            // Unique indexes decide, in input order, which items are kept: check each item
+            // against a scratch copy that grows as items are accepted.
+            let mut scratch = Snapshot {
+                objects: Trie::with_hasher(hasher.clone()),
+                indexes: Arc::new(empty.iter().filter(|i| i.is_unique()).cloned().collect()),
+                resource_version: None,
+            };
+            let mut kept = Vec::with_capacity(entries.len());
+            for (i, (key, obj)) in entries.into_iter().enumerate() {
+                match scratch.check(&key, &obj) {
+                    Ok(()) => {
+                        let old = scratch.objects.insert((key.clone(), obj.clone()));
+                        scratch.reindex(&key, old.as_ref().map(|e| &*e.1), Some(&obj));
+                        kept.push((key, obj));
+                    }
+                    Err(e) => errors.push((i, e)),
+                }
+            }
+            entries = kept;
+        }
+        // One pass: the primary map from the items (a later item wins over an earlier one with
+        // the same key), then each index from the primary map.
+        let objects = Trie::from_entries(hasher, entries);
+        let indexes = empty.iter().map(|i| i.rebuilt(&objects)).collect();
+        let next = Snapshot {
+            objects,
+            indexes: Arc::new(indexes),
             resource_version,
         };
-        let total = items.len();
-        let mut errors = Vec::new();
-        for (i, obj) in items.into_iter().enumerate() {
-            let key = obj.key();
-            if let Err(e) = next.check(&key, &obj) {
-                errors.push((i, e));
-                continue;
-            }
-            let old = next.objects.insert(key.clone(), obj.clone());
-            for index in &mut next.indexes {
-                index.update(&key, old.as_ref(), Some(&obj));
-            }
-        }
         let old = self.current.swap(Arc::new(next));
         writer.retire(old);
         TransactionError::check(total, errors).map_err(StoreError::Partial)
@@ -296,11 +317,8 @@ impl<T: Object> Cache<T> {
         }
         let mut next = Snapshot::clone(&self.current.load());
         for ix in indexers.iter() {
-            let mut index = ix.build();
-            for (key, obj) in &next.objects {
-                index.update(key, None, Some(obj));
-            }
-            next.indexes.push(index);
+            let index = ix.build().rebuilt(&next.objects);
+            Arc::make_mut(&mut next.indexes).push(index);
         }
         writer.indexers.extend(indexers.iter().cloned());
         let old = self.current.swap(Arc::new(next));
@@ -315,7 +333,7 @@ impl<T: Object> Cache<T> {
 
     /// The object with this key, from the current snapshot.
     pub fn get_by_key(&self, key: &T::Key) -> Option<Arc<T>> {
-        self.current.load().objects.get(key).cloned()
+        self.current.load().objects.get(key).map(|e| e.1.clone())
     }
 
     /// The object with `obj`'s key.
@@ -482,10 +500,8 @@ impl<T: Object> Snapshot<T> {
         if let Some(rv) = obj.resource_version() {
             self.resource_version = Some(rv);
         }
-        let old = self.objects.insert(key.clone(), obj.clone());
-        for index in &mut self.indexes {
-            index.update(&key, old.as_ref(), Some(&obj));
-        }
+        let old = self.objects.insert((key.clone(), obj.clone()));
+        self.reindex(&key, old.as_ref().map(|e| &*e.1), Some(&obj));
         Ok(())
     }
 
@@ -493,9 +509,19 @@ impl<T: Object> Snapshot<T> {
         if let Some(rv) = last.and_then(|o| o.resource_version()) {
             self.resource_version = Some(rv);
         }
-        if let Some(old) = self.objects.remove(key) {
-            for index in &mut self.indexes {
-                index.update(key, Some(&old), None);
+        if let Some((key, old)) = self.objects.remove(key) {
+            self.reindex(&key, Some(&old), None);
+        }
+    }
+
+    /// Brings every index up to date with the object under `key` going from `old` to `new`. An
+    /// index whose values for it did not change is not touched (not even copied).
+    fn reindex(&mut self, key: &T::Key, old: Option<&T>, new: Option<&T>) {
+        for i in 0..self.indexes.len() {
+            let index = self.indexes[i].clone();
+            let next = index.update(key, old, new);
+            if !Arc::ptr_eq(&next, &self.indexes[i]) {
+                Arc::make_mut(&mut self.indexes)[i] = next;
             }
         }
     }
@@ -568,27 +594,29 @@ impl<T: Object> Snapshot<T> {
 
     /// The object with this key.
     pub fn get(&self, key: &T::Key) -> Option<&Arc<T>> {
-        self.objects.get(key)
+        self.objects.get(key).map(|e| &e.1)
     }
 
     /// Whether an object has this key.
     pub fn contains_key(&self, key: &T::Key) -> bool {
-        self.objects.contains_key(key)
+        self.objects.get(key).is_some()
     }
 
     /// Every object, in no particular order.
     pub fn list(&self) -> Vec<Arc<T>> {
-        self.objects.values().cloned().collect()
+        let mut out = Vec::with_capacity(self.objects.len());
+        out.extend(self.objects.iter().map(|e| e.1.clone()));
+        out
     }
 
     /// Every object, by reference, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<T>> {
-        self.objects.values()
+        self.objects.iter().map(|e| &e.1)
     }
 
     /// Every key, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &T::Key> {
-        self.objects.keys()
+        self.objects.iter().map(|e| &e.0)
     }
 
     /// The objects whose index `index` holds `value`, ordered by key. A `String` index accepts
@@ -601,9 +629,17 @@ impl<T: Object> Snapshot<T> {
         let mut out = Vec::new();
         if let Some(bucket) = self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
             out.reserve_exact(bucket.len());
-            bucket.for_each(|_, o| out.push(o.clone()));
+            out.extend(self.resolve(bucket.keys()).cloned());
         }
         out
+    }
+
+    /// The objects under `keys`, which come from one of this snapshot's buckets.
+    fn resolve<'a>(&'a self, keys: BucketKeys<'a, T::Key>) -> ByIter<'a, T> {
+        ByIter {
+            keys: Some(keys),
+            objects: &self.objects,
+        }
     }
 
     /// Like [`by`](Self::by), without collecting: the objects are borrowed from the snapshot.
@@ -613,9 +649,11 @@ impl<T: Object> Snapshot<T> {
         Q: Hash + Eq + ?Sized,
     {
         match self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
-            None => ByIter::Empty,
-            Some(Bucket::One(_, o)) => ByIter::One(Some(o)),
-            Some(Bucket::Many(m)) => ByIter::Many(m.values()),
+            None => ByIter {
+                keys: None,
+                objects: &self.objects,
+            },
+            Some(bucket) => self.resolve(bucket.keys()),
         }
     }
 
@@ -627,7 +665,7 @@ impl<T: Object> Snapshot<T> {
     {
         self.typed::<V>(index.name())
             .and_then(|i| i.bucket(value))
-            .map_or(0, Bucket::len)
+            .map_or(0, |b| b.len())
     }
 
     /// The object holding `value` in a unique index (the first by key, for an index that is not
@@ -637,10 +675,8 @@ impl<T: Object> Snapshot<T> {
         V: IndexValue + Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.typed::<V>(index.name())?
-            .bucket(value)?
-            .first()
-            .cloned()
+        let key = self.typed::<V>(index.name())?.bucket(value)?.first()?;
+        self.get(key).cloned()
     }
 
     /// The keys of the objects whose index `index` holds `value`, in order.
@@ -651,7 +687,7 @@ impl<T: Object> Snapshot<T> {
     {
         let mut out = Vec::new();
         if let Some(bucket) = self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
-            bucket.for_each(|k, _| out.push(k.clone()));
+            out.extend(bucket.keys().cloned());
         }
         out
     }
@@ -684,7 +720,8 @@ impl<T: Object> Snapshot<T> {
             })?;
         let mut out = Vec::new();
         if let Some(b) = bucket {
-            b.for_each(|_, o| out.push(o.clone()));
+            out.reserve_exact(b.len());
+            out.extend(self.resolve(b.keys()).cloned());
         }
         Ok(out)
     }
@@ -703,7 +740,8 @@ impl<T: Object> Snapshot<T> {
         let index = self.typed_named::<V>(name)?;
         let mut out = Vec::new();
         if let Some(b) = index.bucket(value) {
-            b.for_each(|_, o| out.push(o.clone()));
+            out.reserve_exact(b.len());
+            out.extend(self.resolve(b.keys()).cloned());
         }
         Ok(out)
     }
@@ -715,7 +753,7 @@ impl<T: Object> Snapshot<T> {
     ///
     /// [`StoreError::UnknownIndex`].
     pub fn index(&self, name: &str, obj: &T) -> Result<Vec<Arc<T>>, StoreError> {
-        Ok(self.find(name)?.matching(obj))
+        Ok(self.find(name)?.matching(&self.objects, obj))
     }
 
     /// The keys under `value` in the `String`-valued index `name` (client-go's `IndexKeys`).
@@ -724,11 +762,15 @@ impl<T: Object> Snapshot<T> {
     ///
     /// As [`by_index`](Self::by_index).
     pub fn index_keys(&self, name: &str, value: &str) -> Result<Vec<T::Key>, StoreError> {
-        Ok(self
-            .by_index(name, value)?
-            .iter()
-            .map(|o| o.key())
-            .collect())
+        let index = self.find(name)?;
+        let bucket = index
+            .bucket_str(value)
+            .ok_or_else(|| StoreError::IndexValueType {
+                name: name.to_owned(),
+                actual: index.value_type(),
+                requested: std::any::type_name::<String>(),
+            })?;
+        Ok(bucket.map(|b| b.keys().cloned().collect()).unwrap_or_default())
     }
 
     /// Every value present in the `String`-valued index `name`, sorted (client-go's
@@ -764,9 +806,9 @@ impl<T: Object> Snapshot<T> {
     /// A description of the first disagreement.
     #[doc(hidden)]
     pub fn verify_indexes(&self) -> Result<(), String> {
-        for index in &self.indexes {
+        for index in self.indexes.iter() {
             let mut expected: Vec<(String, T::Key)> = Vec::new();
-            for (key, obj) in &self.objects {
+            for (key, obj) in self.objects.iter() {
                 for v in index.debug_values(obj) {
                     expected.push((v, key.clone()));
                 }
@@ -799,23 +841,22 @@ impl<T: Object> Snapshot<T> {
     }
 }
 
-/// The objects under one index value, borrowed from a [`Snapshot`]; see [`Snapshot::by_iter`].
-pub enum ByIter<'a, T: Object> {
-    /// No object.
-    Empty,
-    /// One object.
-    One(Option<&'a Arc<T>>),
-    /// Several objects.
-    Many(imbl::ordmap::Values<'a, T::Key, Arc<T>, imbl::shared_ptr::DefaultSharedPtr>),
+/// The objects under one index value, in key order, borrowed from a [`Snapshot`]; see
+/// [`Snapshot::by_iter`].
+pub struct ByIter<'a, T: Object> {
+    keys: Option<BucketKeys<'a, T::Key>>,
+    objects: &'a Objects<T>,
 }
 
 impl<'a, T: Object> Iterator for ByIter<'a, T> {
     type Item = &'a Arc<T>;
     fn next(&mut self) -> Option<&'a Arc<T>> {
-        match self {
-            ByIter::Empty => None,
-            ByIter::One(o) => o.take(),
-            ByIter::Many(it) => it.next(),
+        loop {
+            let key = self.keys.as_mut()?.next()?;
+            // Every key of a bucket is in the same snapshot's primary map.
+            if let Some(e) = self.objects.get(key) {
+                return Some(&e.1);
+            }
         }
     }
 }
