@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use crate::object::Object;
 use crate::store::StoreError;
-use crate::store::trie::{Entry, Trie};
+use crate::store::trie::{Entry, Trie, touch_key};
 
 /// A type that can be an index value. See the [module docs](self) for the rule; it is implemented
 /// for every type that meets it.
@@ -297,7 +297,43 @@ impl<T: Object> FromIterator<Indexer<T>> for Indexers<T> {
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
 /// The objects of a snapshot by key: the primary map.
-pub(crate) type Objects<T> = Trie<(<T as Object>::Key, Arc<T>), Hasher>;
+pub(crate) type Objects<T> = Trie<ObjEntry<<T as Object>::Key, T>, Hasher>;
+
+/// An entry of the primary map: a key and its object.
+pub(crate) struct ObjEntry<K, T> {
+    pub(crate) key: K,
+    pub(crate) obj: Arc<T>,
+}
+
+impl<K: Clone, T> Clone for ObjEntry<K, T> {
+    fn clone(&self) -> Self {
+        Self {
+            key: self.key.clone(),
+            obj: self.obj.clone(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, T> Entry for ObjEntry<K, T> {
+    type Key = K;
+    fn key(&self) -> &K {
+        &self.key
+    }
+
+    /// Keeps the stored key: its copies in index buckets then still share its allocation, and
+    /// compare by pointer.
+    fn refresh(&mut self, new: Self) -> Self {
+        let old = std::mem::replace(&mut self.obj, new.obj);
+        Self {
+            key: self.key.clone(),
+            obj: old,
+        }
+    }
+
+    fn touch(&self) -> usize {
+        touch_key(&self.key).wrapping_add(Arc::strong_count(&self.obj))
+    }
+}
 
 /// The keys under one index value, in key order. An index bucket holds keys, not objects: an
 /// update that leaves an object's index values unchanged touches no index at all, and a query
@@ -408,6 +444,9 @@ impl<V: IndexValue, K: Ord + Clone> Entry for Arc<ValueEntry<V, K>> {
     type Key = V;
     fn key(&self) -> &V {
         &self.value
+    }
+    fn touch(&self) -> usize {
+        Arc::strong_count(self)
     }
 }
 
@@ -579,7 +618,7 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
         let mut groups: std::collections::HashMap<V, Vec<T::Key>, Hasher> =
             std::collections::HashMap::with_hasher(Hasher::default());
         let mut scratch = Vec::new();
-        for (key, obj) in objects.iter() {
+        for ObjEntry { key, obj } in objects.iter() {
             scratch.clear();
             (self.values_fn)(obj, &mut scratch);
             if scratch.len() > 1 {
@@ -616,7 +655,7 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
             keys.dedup();
         }
         keys.into_iter()
-            .filter_map(|k| objects.get(k).map(|e| e.1.clone()))
+            .filter_map(|k| objects.get(k).map(|e| e.obj.clone()))
             .collect()
     }
 

@@ -35,13 +35,21 @@ struct Inner {
 impl Baseline {
     /// The workload's two indexes: namespace and node.
     pub fn new() -> Self {
-        let indexers: Vec<(String, IndexFunc)> = vec![
+        Self::with_indexers(vec![
             (
                 "namespace".into(),
                 Box::new(|o: &Obj| vec![o.namespace.clone()]),
             ),
             ("node".into(), Box::new(|o: &Obj| vec![o.node.clone()])),
-        ];
+        ])
+    }
+
+    /// A plain store: no index.
+    pub fn without_indexes() -> Self {
+        Self::with_indexers(Vec::new())
+    }
+
+    fn with_indexers(indexers: Vec<(String, IndexFunc)>) -> Self {
         let mut indices = HashMap::with_hasher(H::default());
         for (name, _) in &indexers {
             indices.insert(name.clone(), IndexMap::with_hasher(H::default()));

@@ -9,8 +9,8 @@ use arc_swap::ArcSwap;
 use super::{Change, Store, StoreError, TransactionError};
 use super::trie::Trie;
 use crate::index::{
-    BucketKeys, ErasedIndex, Hasher, Index, IndexValue, Indexed, Indexer, Indexers, Objects,
-    TypedIndex,
+    BucketKeys, ErasedIndex, Hasher, Index, IndexValue, Indexed, Indexer, Indexers, ObjEntry,
+    Objects, TypedIndex,
 };
 use crate::object::{Object, ResourceVersion};
 
@@ -267,8 +267,11 @@ impl<T: Object> Cache<T> {
             for (i, (key, obj)) in entries.into_iter().enumerate() {
                 match scratch.check(&key, &obj) {
                     Ok(()) => {
-                        let old = scratch.objects.insert((key.clone(), obj.clone()));
-                        scratch.reindex(&key, old.as_ref().map(|e| &*e.1), Some(&obj));
+                        let old = scratch.objects.insert(ObjEntry {
+                            key: key.clone(),
+                            obj: obj.clone(),
+                        });
+                        scratch.reindex(&key, old.as_ref().map(|e| &*e.obj), Some(&obj));
                         kept.push((key, obj));
                     }
                     Err(e) => errors.push((i, e)),
@@ -278,7 +281,10 @@ impl<T: Object> Cache<T> {
         }
         // One pass: the primary map from the items (a later item wins over an earlier one with
         // the same key), then each index from the primary map.
-        let objects = Trie::from_entries(hasher, entries);
+        let objects = Trie::from_entries(
+            hasher,
+            entries.into_iter().map(|(key, obj)| ObjEntry { key, obj }),
+        );
         let indexes = empty.iter().map(|i| i.rebuilt(&objects)).collect();
         let next = Snapshot {
             objects,
@@ -333,7 +339,7 @@ impl<T: Object> Cache<T> {
 
     /// The object with this key, from the current snapshot.
     pub fn get_by_key(&self, key: &T::Key) -> Option<Arc<T>> {
-        self.current.load().objects.get(key).map(|e| e.1.clone())
+        self.current.load().objects.get(key).map(|e| e.obj.clone())
     }
 
     /// The object with `obj`'s key.
@@ -442,10 +448,37 @@ impl<T: Object> Cache<T> {
 impl<T: Object> Writer<T> {
     fn retire(&mut self, old: Arc<Snapshot<T>>) {
         self.retired.push_back(old);
-        if self.retired.len() > RETIRED {
+        if self.retired.len() > RETIRED
+            && let Some(oldest) = self.retired.pop_front()
+        {
             // Dropped here, by the writer: if no reader holds it, its nodes are freed now.
-            self.retired.pop_front();
+            if Arc::strong_count(&oldest) == 1 {
+                oldest.objects.prepare_drop();
+            }
         }
+    }
+}
+
+/// How many objects [`clone_all`] looks up before cloning them.
+const CHUNK: usize = 16;
+
+/// Appends a clone of every object of `objs` to `out`. The reference counts of a chunk of
+/// objects are read before any is incremented: an atomic increment of a count that is not in
+/// cache stalls until the line arrives and holds back the loads behind it, so touching a chunk
+/// first lets those cache misses overlap.
+fn clone_all<'a, T: 'a>(out: &mut Vec<Arc<T>>, objs: impl Iterator<Item = &'a Arc<T>>) {
+    let mut objs = objs.peekable();
+    let mut chunk: [Option<&Arc<T>>; CHUNK] = [None; CHUNK];
+    while objs.peek().is_some() {
+        let mut n = 0;
+        let mut sum = 0usize;
+        for (slot, o) in chunk.iter_mut().zip(objs.by_ref()) {
+            sum = sum.wrapping_add(Arc::strong_count(o));
+            *slot = Some(o);
+            n += 1;
+        }
+        std::hint::black_box(sum);
+        out.extend(chunk[..n].iter().flatten().map(|o| Arc::clone(o)));
     }
 }
 
@@ -500,8 +533,11 @@ impl<T: Object> Snapshot<T> {
         if let Some(rv) = obj.resource_version() {
             self.resource_version = Some(rv);
         }
-        let old = self.objects.insert((key.clone(), obj.clone()));
-        self.reindex(&key, old.as_ref().map(|e| &*e.1), Some(&obj));
+        let old = self.objects.insert(ObjEntry {
+            key: key.clone(),
+            obj: obj.clone(),
+        });
+        self.reindex(&key, old.as_ref().map(|e| &*e.obj), Some(&obj));
         Ok(())
     }
 
@@ -509,7 +545,7 @@ impl<T: Object> Snapshot<T> {
         if let Some(rv) = last.and_then(|o| o.resource_version()) {
             self.resource_version = Some(rv);
         }
-        if let Some((key, old)) = self.objects.remove(key) {
+        if let Some(ObjEntry { key, obj: old }) = self.objects.remove(key) {
             self.reindex(&key, Some(&old), None);
         }
     }
@@ -594,7 +630,7 @@ impl<T: Object> Snapshot<T> {
 
     /// The object with this key.
     pub fn get(&self, key: &T::Key) -> Option<&Arc<T>> {
-        self.objects.get(key).map(|e| &e.1)
+        self.objects.get(key).map(|e| &e.obj)
     }
 
     /// Whether an object has this key.
@@ -605,18 +641,18 @@ impl<T: Object> Snapshot<T> {
     /// Every object, in no particular order.
     pub fn list(&self) -> Vec<Arc<T>> {
         let mut out = Vec::with_capacity(self.objects.len());
-        out.extend(self.objects.iter().map(|e| e.1.clone()));
+        clone_all(&mut out, self.objects.iter().map(|e| &e.obj));
         out
     }
 
     /// Every object, by reference, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<T>> {
-        self.objects.iter().map(|e| &e.1)
+        self.objects.iter().map(|e| &e.obj)
     }
 
     /// Every key, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &T::Key> {
-        self.objects.iter().map(|e| &e.0)
+        self.objects.iter().map(|e| &e.key)
     }
 
     /// The objects whose index `index` holds `value`, ordered by key. A `String` index accepts
@@ -629,7 +665,7 @@ impl<T: Object> Snapshot<T> {
         let mut out = Vec::new();
         if let Some(bucket) = self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
             out.reserve_exact(bucket.len());
-            out.extend(self.resolve(bucket.keys()).cloned());
+            clone_all(&mut out, self.resolve(bucket.keys()));
         }
         out
     }
@@ -721,7 +757,7 @@ impl<T: Object> Snapshot<T> {
         let mut out = Vec::new();
         if let Some(b) = bucket {
             out.reserve_exact(b.len());
-            out.extend(self.resolve(b.keys()).cloned());
+            clone_all(&mut out, self.resolve(b.keys()));
         }
         Ok(out)
     }
@@ -741,7 +777,7 @@ impl<T: Object> Snapshot<T> {
         let mut out = Vec::new();
         if let Some(b) = index.bucket(value) {
             out.reserve_exact(b.len());
-            out.extend(self.resolve(b.keys()).cloned());
+            clone_all(&mut out, self.resolve(b.keys()));
         }
         Ok(out)
     }
@@ -808,7 +844,7 @@ impl<T: Object> Snapshot<T> {
     pub fn verify_indexes(&self) -> Result<(), String> {
         for index in self.indexes.iter() {
             let mut expected: Vec<(String, T::Key)> = Vec::new();
-            for (key, obj) in self.objects.iter() {
+            for ObjEntry { key, obj } in self.objects.iter() {
                 for v in index.debug_values(obj) {
                     expected.push((v, key.clone()));
                 }
@@ -855,7 +891,7 @@ impl<'a, T: Object> Iterator for ByIter<'a, T> {
             let key = self.keys.as_mut()?.next()?;
             // Every key of a bucket is in the same snapshot's primary map.
             if let Some(e) = self.objects.get(key) {
-                return Some(&e.1);
+                return Some(&e.obj);
             }
         }
     }

@@ -33,6 +33,60 @@ pub(crate) trait Entry: Clone {
     fn refresh(&mut self, new: Self) -> Self {
         std::mem::replace(self, new)
     }
+
+    /// Reads (without writing) the memory that cloning or dropping this entry will write: the
+    /// reference counts. See [`touch`].
+    fn touch(&self) -> usize {
+        0
+    }
+}
+
+/// Reads the reference counts that cloning (or dropping) `slots` will change, before changing
+/// any. An atomic increment of a count that is not in cache stalls the core until the line
+/// arrives, and the next one cannot start before it finishes; plain reads of all of them first
+/// overlap those misses, so the increments that follow hit the cache.
+fn touch<E: Entry>(slots: &[Slot<E>]) -> usize {
+    slots
+        .iter()
+        .map(|s| match s {
+            Slot::Leaf(e) => e.touch(),
+            Slot::Node(_, child) => Arc::strong_count(child),
+        })
+        .fold(0, usize::wrapping_add)
+}
+
+/// Mutable access to `slots`, copying them first when another version shares them.
+fn make_mut<E: Entry>(slots: &mut Arc<[Slot<E>]>) -> &mut [Slot<E>] {
+    if Arc::strong_count(slots) != 1 {
+        std::hint::black_box(touch(slots));
+    }
+    Arc::make_mut(slots)
+}
+
+/// A hasher that only reads the first bytes it is given: hashing a key with it touches the
+/// key's memory (its heap block, and the reference count stored in front of it) at little cost.
+#[derive(Default)]
+pub(crate) struct TouchHasher(u64);
+
+impl std::hash::Hasher for TouchHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(b) = bytes.first() {
+            self.0 = self.0.wrapping_add(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = self.0.wrapping_add(i);
+    }
+}
+
+/// Touches `key`'s memory; see [`TouchHasher`].
+pub(crate) fn touch_key<K: Hash>(key: &K) -> usize {
+    let mut h = TouchHasher::default();
+    key.hash(&mut h);
+    std::hash::Hasher::finish(&h) as usize
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Entry for (K, V) {
@@ -184,6 +238,23 @@ impl<E: Entry, S: BuildHasher + Clone> Trie<E, S> {
         Some(old)
     }
 
+    /// Before this version is dropped: touches the reference counts that dropping its own nodes
+    /// (those no other version shares) will decrement. See [`touch`].
+    pub(crate) fn prepare_drop(&self) {
+        fn walk<E: Entry>(slots: &Arc<[Slot<E>]>) {
+            if Arc::strong_count(slots) != 1 {
+                return;
+            }
+            std::hint::black_box(touch(slots));
+            for s in slots.iter() {
+                if let Slot::Node(_, child) = s {
+                    walk(child);
+                }
+            }
+        }
+        walk(&self.root);
+    }
+
     /// Every entry, in hash order.
     pub(crate) fn iter(&self) -> Iter<'_, E> {
         Iter {
@@ -314,7 +385,8 @@ fn pair<E: Entry>(a: E, ha: u64, b: E, hb: u64, shift: u32) -> Slot<E> {
 }
 
 /// `slots` with `slot` inserted at `pos`, in a new allocation.
-fn inserted<E: Clone>(slots: &[Slot<E>], pos: usize, slot: Slot<E>) -> Arc<[Slot<E>]> {
+fn inserted<E: Entry>(slots: &[Slot<E>], pos: usize, slot: Slot<E>) -> Arc<[Slot<E>]> {
+    std::hint::black_box(touch(slots));
     let mut v = Vec::with_capacity(slots.len() + 1);
     v.extend_from_slice(&slots[..pos]);
     v.push(slot);
@@ -323,7 +395,8 @@ fn inserted<E: Clone>(slots: &[Slot<E>], pos: usize, slot: Slot<E>) -> Arc<[Slot
 }
 
 /// `slots` without the slot at `pos`, in a new allocation.
-fn removed<E: Clone>(slots: &[Slot<E>], pos: usize) -> Arc<[Slot<E>]> {
+fn removed<E: Entry>(slots: &[Slot<E>], pos: usize) -> Arc<[Slot<E>]> {
+    std::hint::black_box(touch(slots));
     let mut v = Vec::with_capacity(slots.len().saturating_sub(1));
     v.extend_from_slice(&slots[..pos]);
     v.extend_from_slice(&slots[pos + 1..]);
@@ -344,7 +417,7 @@ fn insert<E: Entry, S: BuildHasher>(
             .iter()
             .position(|s| matches!(s, Slot::Leaf(e) if e.key() == entry.key()));
         return match pos {
-            Some(pos) => match Arc::make_mut(slots).get_mut(pos)? {
+            Some(pos) => match make_mut(slots).get_mut(pos)? {
                 Slot::Leaf(e) => Some(e.refresh(entry)),
                 Slot::Node(..) => None,
             },
@@ -362,7 +435,7 @@ fn insert<E: Entry, S: BuildHasher>(
         *bitmap |= bit;
         return None;
     }
-    let slot = Arc::make_mut(slots).get_mut(pos)?;
+    let slot = make_mut(slots).get_mut(pos)?;
     match slot {
         Slot::Leaf(e) if e.key() == entry.key() => Some(e.refresh(entry)),
         Slot::Leaf(e) => {
@@ -417,7 +490,7 @@ where
             if !contains(slots, *bitmap, shift, hash, key) {
                 return None;
             }
-            let slot = Arc::make_mut(slots).get_mut(pos)?;
+            let slot = make_mut(slots).get_mut(pos)?;
             let Slot::Node(b, child) = slot else {
                 return None;
             };
