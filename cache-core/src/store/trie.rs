@@ -18,9 +18,11 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 /// Bits of hash consumed per level.
-const BITS: u32 = 5;
+const BITS: u32 = 4;
+/// Slot index mask.
+const MASK: u64 = (1 << BITS) - 1;
 /// The last level that still has hash bits; below it, colliding entries share one list.
-const LAST_SHIFT: u32 = 60;
+const LAST_SHIFT: u32 = (63 / BITS) * BITS;
 
 /// What a trie stores: a cheap-to-clone value that carries its own key.
 pub(crate) trait Entry: Clone {
@@ -114,7 +116,7 @@ enum Slot<E> {
 /// bits down, so that sorting by hash groups entries level by level (see [`Trie::from_entries`]).
 #[inline]
 fn index(hash: u64, shift: u32) -> u32 {
-    (hash.rotate_left(shift + BITS) & 31) as u32
+    (hash.rotate_left(shift + BITS) & MASK) as u32
 }
 
 #[inline]
