@@ -335,66 +335,73 @@ impl<K: Hash + Eq + Clone, T> Entry for ObjEntry<K, T> {
     }
 }
 
-/// The keys under one index value, in key order. An index bucket holds keys, not objects: an
-/// update that leaves an object's index values unchanged touches no index at all, and a query
-/// finds each object through the primary map by a key that shares its allocation with the
-/// primary map's own (so the comparison is a pointer comparison). Most buckets of a unique
-/// index, and many of a fine-grained one, hold one key: that case needs no set at all.
-#[derive(Clone)]
-pub(crate) enum Bucket<K: Ord + Clone> {
-    One(K),
-    Many(imbl::OrdSet<K>),
+/// The objects under one index value, with their keys, in key order. A bucket holds the objects
+/// themselves, so a query reads them without a second lookup. Most buckets of a unique index,
+/// and many of a fine-grained one, hold one object: that case needs no map at all.
+pub(crate) enum Bucket<K: Ord + Clone, T> {
+    One(K, Arc<T>),
+    Many(imbl::OrdMap<K, Arc<T>>),
 }
 
-impl<K: Ord + Clone> Bucket<K> {
-    /// A bucket of `keys`, which are sorted and distinct.
-    fn from_sorted(mut keys: Vec<K>) -> Option<Self> {
-        match keys.len() {
+impl<K: Ord + Clone, T> Clone for Bucket<K, T> {
+    fn clone(&self) -> Self {
+        match self {
+            Bucket::One(k, o) => Bucket::One(k.clone(), o.clone()),
+            Bucket::Many(m) => Bucket::Many(m.clone()),
+        }
+    }
+}
+
+impl<K: Ord + Clone, T> Bucket<K, T> {
+    /// A bucket of `entries`, which are sorted by key and distinct.
+    fn from_sorted(mut entries: Vec<(K, Arc<T>)>) -> Option<Self> {
+        match entries.len() {
             0 => None,
-            1 => keys.pop().map(Bucket::One),
-            _ => Some(Bucket::Many(keys.into_iter().collect())),
+            1 => entries.pop().map(|(k, o)| Bucket::One(k, o)),
+            _ => Some(Bucket::Many(entries.into_iter().collect())),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
         match self {
-            Bucket::One(_) => 1,
+            Bucket::One(..) => 1,
             Bucket::Many(m) => m.len(),
         }
     }
 
-    pub(crate) fn keys(&self) -> BucketKeys<'_, K> {
+    pub(crate) fn iter(&self) -> BucketIter<'_, K, T> {
         match self {
-            Bucket::One(k) => BucketKeys::One(Some(k)),
-            Bucket::Many(m) => BucketKeys::Many(m.iter()),
+            Bucket::One(k, o) => BucketIter::One(Some((k, o))),
+            Bucket::Many(m) => BucketIter::Many(m.iter()),
         }
     }
 
-    pub(crate) fn first(&self) -> Option<&K> {
+    pub(crate) fn first(&self) -> Option<(&K, &Arc<T>)> {
         match self {
-            Bucket::One(k) => Some(k),
-            Bucket::Many(m) => m.get_min(),
+            Bucket::One(k, o) => Some((k, o)),
+            Bucket::Many(m) => m.get_min().map(|(k, o)| (k, o)),
         }
     }
 
     fn contains(&self, key: &K) -> bool {
         match self {
-            Bucket::One(k) => k == key,
-            Bucket::Many(m) => m.contains(key),
+            Bucket::One(k, _) => k == key,
+            Bucket::Many(m) => m.contains_key(key),
         }
     }
 
-    fn insert(&mut self, key: K) {
+    /// Inserts or replaces the object under `key`.
+    fn insert(&mut self, key: K, obj: Arc<T>) {
         match self {
-            Bucket::One(k) if *k == key => {}
-            Bucket::One(k) => {
-                let mut m = imbl::OrdSet::new();
-                m.insert(k.clone());
-                m.insert(key);
+            Bucket::One(k, o) if *k == key => *o = obj,
+            Bucket::One(k, o) => {
+                let mut m = imbl::OrdMap::new();
+                m.insert(k.clone(), o.clone());
+                m.insert(key, obj);
                 *self = Bucket::Many(m);
             }
             Bucket::Many(m) => {
-                m.insert(key);
+                m.insert(key, obj);
             }
         }
     }
@@ -402,12 +409,12 @@ impl<K: Ord + Clone> Bucket<K> {
     /// Removes `key`; returns whether the bucket is now empty (and must be dropped).
     fn remove(&mut self, key: &K) -> bool {
         match self {
-            Bucket::One(k) => k == key,
+            Bucket::One(k, _) => k == key,
             Bucket::Many(m) => {
                 m.remove(key);
                 if m.len() == 1 {
-                    if let Some(k) = m.get_min().cloned() {
-                        *self = Bucket::One(k);
+                    if let Some((k, o)) = m.get_min().map(|(k, o)| (k.clone(), o.clone())) {
+                        *self = Bucket::One(k, o);
                     }
                     return false;
                 }
@@ -417,30 +424,30 @@ impl<K: Ord + Clone> Bucket<K> {
     }
 }
 
-/// The keys of a [`Bucket`], in order.
-pub(crate) enum BucketKeys<'a, K> {
-    One(Option<&'a K>),
-    Many(imbl::ordset::Iter<'a, K, imbl::shared_ptr::DefaultSharedPtr>),
+/// The entries of a [`Bucket`], in key order.
+pub(crate) enum BucketIter<'a, K, T> {
+    One(Option<(&'a K, &'a Arc<T>)>),
+    Many(imbl::ordmap::Iter<'a, K, Arc<T>, imbl::shared_ptr::DefaultSharedPtr>),
 }
 
-impl<'a, K: Ord> Iterator for BucketKeys<'a, K> {
-    type Item = &'a K;
-    fn next(&mut self) -> Option<&'a K> {
+impl<'a, K: Ord, T> Iterator for BucketIter<'a, K, T> {
+    type Item = (&'a K, &'a Arc<T>);
+    fn next(&mut self) -> Option<Self::Item> {
         match self {
-            BucketKeys::One(k) => k.take(),
-            BucketKeys::Many(it) => it.next(),
+            BucketIter::One(e) => e.take(),
+            BucketIter::Many(it) => it.next(),
         }
     }
 }
 
 /// One value of an index and its bucket: the entry type of an index's trie. Shared behind an
 /// `Arc`, so that copying a trie node never clones a value.
-pub(crate) struct ValueEntry<V, K: Ord + Clone> {
+pub(crate) struct ValueEntry<V, K: Ord + Clone, T> {
     value: V,
-    pub(crate) bucket: Bucket<K>,
+    pub(crate) bucket: Bucket<K, T>,
 }
 
-impl<V: IndexValue, K: Ord + Clone> Entry for Arc<ValueEntry<V, K>> {
+impl<V: IndexValue, K: Ord + Clone, T> Entry for Arc<ValueEntry<V, K, T>> {
     type Key = V;
     fn key(&self) -> &V {
         &self.value
@@ -459,32 +466,34 @@ pub(crate) trait ErasedIndex<T: Object>: Send + Sync {
     fn is_unique(&self) -> bool;
     /// Fails when writing `new` under `key` would break a unique index.
     fn check(&self, key: &T::Key, new: &T) -> Result<(), StoreError>;
-    /// This index after the object under `key` went from `old` to `new`: `self` when its
-    /// values did not change, a new version otherwise (in place when nothing else shares it).
+    /// This index after the object under `key` went from `old` to `new` (a new version, built in
+    /// place when nothing else shares it).
     fn update(
         self: Arc<Self>,
         key: &T::Key,
-        old: Option<&T>,
-        new: Option<&T>,
+        old: Option<&Arc<T>>,
+        new: Option<&Arc<T>>,
     ) -> Arc<dyn ErasedIndex<T>>;
     /// A new index of the same definition holding `objects`, built in one pass.
     fn rebuilt(&self, objects: &Objects<T>) -> Arc<dyn ErasedIndex<T>>;
-    /// The objects sharing any value with `obj` (client-go's `Index`).
-    fn matching(&self, objects: &Objects<T>, obj: &T) -> Vec<Arc<T>>;
-    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T::Key>>>;
+    /// The objects sharing any value with `obj` (client-go's `Index`), by key.
+    fn matching(&self, obj: &T) -> Vec<Arc<T>>;
+    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T::Key, T>>>;
     fn values_str(&self) -> Option<Vec<String>>;
     fn bucket_count(&self) -> usize;
-    /// Every (value, key) pair, rendered with Debug, for consistency checks.
-    fn debug_entries(&self) -> Vec<(String, T::Key)>;
+    /// Every (value, key, object) triple, the value rendered with Debug, for consistency checks.
+    fn debug_entries(&self) -> Vec<(String, T::Key, Arc<T>)>;
     /// The values of `obj`, rendered with Debug.
     fn debug_values(&self, obj: &T) -> Vec<String>;
+    /// See [`Trie::prepare_drop`].
+    fn prepare_drop(&self);
 }
 
 pub(crate) struct TypedIndex<T: Object, V: IndexValue> {
     name: Arc<str>,
     unique: bool,
     values_fn: Arc<ValuesFn<T, V>>,
-    buckets: Trie<Arc<ValueEntry<V, T::Key>>, Hasher>,
+    buckets: Trie<Arc<ValueEntry<V, T::Key, T>>, Hasher>,
 }
 
 impl<T: Object, V: IndexValue> Clone for TypedIndex<T, V> {
@@ -510,7 +519,7 @@ impl<T: Object, V: IndexValue> TypedIndex<T, V> {
         out
     }
 
-    pub(crate) fn bucket<Q>(&self, value: &Q) -> Option<&Bucket<T::Key>>
+    pub(crate) fn bucket<Q>(&self, value: &Q) -> Option<&Bucket<T::Key, T>>
     where
         V: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -522,14 +531,15 @@ impl<T: Object, V: IndexValue> TypedIndex<T, V> {
         self.buckets.iter().map(|e| &e.value)
     }
 
-    fn add_key(&mut self, value: V, key: &T::Key) {
+    /// Puts `obj` under `value`, replacing what `key` held there.
+    fn put(&mut self, value: V, key: &T::Key, obj: &Arc<T>) {
         let bucket = match self.buckets.get(&value) {
             Some(e) => {
                 let mut b = e.bucket.clone();
-                b.insert(key.clone());
+                b.insert(key.clone(), obj.clone());
                 b
             }
-            None => Bucket::One(key.clone()),
+            None => Bucket::One(key.clone(), obj.clone()),
         };
         self.buckets.insert(Arc::new(ValueEntry { value, bucket }));
     }
@@ -574,7 +584,7 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
             {
                 let holder = bucket
                     .first()
-                    .map(|k| format!("{k:?}"))
+                    .map(|(k, _)| format!("{k:?}"))
                     .unwrap_or_default();
                 return Err(StoreError::UniqueViolation {
                     index: self.name.to_string(),
@@ -590,13 +600,17 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
     fn update(
         self: Arc<Self>,
         key: &T::Key,
-        old: Option<&T>,
-        new: Option<&T>,
+        old: Option<&Arc<T>>,
+        new: Option<&Arc<T>>,
     ) -> Arc<dyn ErasedIndex<T>> {
+        if let (Some(o), Some(n)) = (old, new)
+            && Arc::ptr_eq(o, n)
+        {
+            return self;
+        }
         let old_values = old.map(|o| self.values(o)).unwrap_or_default();
         let new_values = new.map(|o| self.values(o)).unwrap_or_default();
-        if old_values == new_values {
-            // Buckets hold keys: nothing to do, and nothing is copied.
+        if old_values.is_empty() && new_values.is_empty() {
             return self;
         }
         let mut this = self;
@@ -606,16 +620,18 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
                 me.remove_key(value, key);
             }
         }
-        for value in new_values {
-            if me.bucket(&value).is_none_or(|b| !b.contains(key)) {
-                me.add_key(value, key);
+        if let Some(new) = new {
+            // The object changed, so even an unchanged value's bucket must hold the new one.
+            for value in new_values {
+                me.put(value, key, new);
             }
         }
         this
     }
 
     fn rebuilt(&self, objects: &Objects<T>) -> Arc<dyn ErasedIndex<T>> {
-        let mut groups: std::collections::HashMap<V, Vec<T::Key>, Hasher> =
+        type Group<K, T> = Vec<(K, Arc<T>)>;
+        let mut groups: std::collections::HashMap<V, Group<T::Key, T>, Hasher> =
             std::collections::HashMap::with_hasher(Hasher::default());
         let mut scratch = Vec::new();
         for ObjEntry { key, obj } in objects.iter() {
@@ -626,12 +642,15 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
                 scratch.dedup();
             }
             for value in scratch.drain(..) {
-                groups.entry(value).or_default().push(key.clone());
+                groups
+                    .entry(value)
+                    .or_default()
+                    .push((key.clone(), obj.clone()));
             }
         }
-        let entries = groups.into_iter().filter_map(|(value, mut keys)| {
-            keys.sort_unstable();
-            let bucket = Bucket::from_sorted(keys)?;
+        let entries = groups.into_iter().filter_map(|(value, mut group)| {
+            group.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let bucket = Bucket::from_sorted(group)?;
             Some(Arc::new(ValueEntry { value, bucket }))
         });
         Arc::new(Self {
@@ -642,24 +661,22 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
         })
     }
 
-    fn matching(&self, objects: &Objects<T>, obj: &T) -> Vec<Arc<T>> {
+    fn matching(&self, obj: &T) -> Vec<Arc<T>> {
         let values = self.values(obj);
-        let mut keys: Vec<&T::Key> = Vec::new();
+        let mut found: Vec<(&T::Key, &Arc<T>)> = Vec::new();
         for value in &values {
             if let Some(bucket) = self.bucket(value) {
-                keys.extend(bucket.keys());
+                found.extend(bucket.iter());
             }
         }
         if values.len() > 1 {
-            keys.sort_unstable();
-            keys.dedup();
+            found.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            found.dedup_by(|a, b| a.0 == b.0);
         }
-        keys.into_iter()
-            .filter_map(|k| objects.get(k).map(|e| e.obj.clone()))
-            .collect()
+        found.into_iter().map(|(_, o)| o.clone()).collect()
     }
 
-    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T::Key>>> {
+    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T::Key, T>>> {
         let me = (self as &dyn Any).downcast_ref::<TypedIndex<T, String>>()?;
         Some(me.bucket(value))
     }
@@ -673,16 +690,24 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
         self.buckets.len()
     }
 
-    fn debug_entries(&self) -> Vec<(String, T::Key)> {
+    fn debug_entries(&self) -> Vec<(String, T::Key, Arc<T>)> {
         let mut out = Vec::new();
         for e in self.buckets.iter() {
             let v = format!("{:?}", e.value);
-            out.extend(e.bucket.keys().map(|k| (v.clone(), k.clone())));
+            out.extend(
+                e.bucket
+                    .iter()
+                    .map(|(k, o)| (v.clone(), k.clone(), o.clone())),
+            );
         }
         out
     }
 
     fn debug_values(&self, obj: &T) -> Vec<String> {
         self.values(obj).iter().map(|v| format!("{v:?}")).collect()
+    }
+
+    fn prepare_drop(&self) {
+        self.buckets.prepare_drop();
     }
 }

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use super::{Change, Store, StoreError, TransactionError};
 use super::trie::Trie;
 use crate::index::{
-    BucketKeys, ErasedIndex, Hasher, Index, IndexValue, Indexed, Indexer, Indexers, ObjEntry,
+    BucketIter, ErasedIndex, Hasher, Index, IndexValue, Indexed, Indexer, Indexers, ObjEntry,
     Objects, TypedIndex,
 };
 use crate::object::{Object, ResourceVersion};
@@ -271,7 +271,7 @@ impl<T: Object> Cache<T> {
                             key: key.clone(),
                             obj: obj.clone(),
                         });
-                        scratch.reindex(&key, old.as_ref().map(|e| &*e.obj), Some(&obj));
+                        scratch.reindex(&key, old.as_ref().map(|e| &e.obj), Some(&obj));
                         kept.push((key, obj));
                     }
                     Err(e) => errors.push((i, e)),
@@ -454,6 +454,13 @@ impl<T: Object> Writer<T> {
             // Dropped here, by the writer: if no reader holds it, its nodes are freed now.
             if Arc::strong_count(&oldest) == 1 {
                 oldest.objects.prepare_drop();
+                if Arc::strong_count(&oldest.indexes) == 1 {
+                    for index in oldest.indexes.iter() {
+                        if Arc::strong_count(index) == 1 {
+                            index.prepare_drop();
+                        }
+                    }
+                }
             }
         }
     }
@@ -537,7 +544,7 @@ impl<T: Object> Snapshot<T> {
             key: key.clone(),
             obj: obj.clone(),
         });
-        self.reindex(&key, old.as_ref().map(|e| &*e.obj), Some(&obj));
+        self.reindex(&key, old.as_ref().map(|e| &e.obj), Some(&obj));
         Ok(())
     }
 
@@ -550,9 +557,8 @@ impl<T: Object> Snapshot<T> {
         }
     }
 
-    /// Brings every index up to date with the object under `key` going from `old` to `new`. An
-    /// index whose values for it did not change is not touched (not even copied).
-    fn reindex(&mut self, key: &T::Key, old: Option<&T>, new: Option<&T>) {
+    /// Brings every index up to date with the object under `key` going from `old` to `new`.
+    fn reindex(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>) {
         for i in 0..self.indexes.len() {
             let index = self.indexes[i].clone();
             let next = index.update(key, old, new);
@@ -665,17 +671,9 @@ impl<T: Object> Snapshot<T> {
         let mut out = Vec::new();
         if let Some(bucket) = self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
             out.reserve_exact(bucket.len());
-            clone_all(&mut out, self.resolve(bucket.keys()));
+            clone_all(&mut out, bucket.iter().map(|(_, o)| o));
         }
         out
-    }
-
-    /// The objects under `keys`, which come from one of this snapshot's buckets.
-    fn resolve<'a>(&'a self, keys: BucketKeys<'a, T::Key>) -> ByIter<'a, T> {
-        ByIter {
-            keys: Some(keys),
-            objects: &self.objects,
-        }
     }
 
     /// Like [`by`](Self::by), without collecting: the objects are borrowed from the snapshot.
@@ -684,12 +682,11 @@ impl<T: Object> Snapshot<T> {
         V: IndexValue + Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        match self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
-            None => ByIter {
-                keys: None,
-                objects: &self.objects,
-            },
-            Some(bucket) => self.resolve(bucket.keys()),
+        ByIter {
+            inner: self
+                .typed::<V>(index.name())
+                .and_then(|i| i.bucket(value))
+                .map(|b| b.iter()),
         }
     }
 
@@ -711,8 +708,8 @@ impl<T: Object> Snapshot<T> {
         V: IndexValue + Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let key = self.typed::<V>(index.name())?.bucket(value)?.first()?;
-        self.get(key).cloned()
+        let (_, obj) = self.typed::<V>(index.name())?.bucket(value)?.first()?;
+        Some(obj.clone())
     }
 
     /// The keys of the objects whose index `index` holds `value`, in order.
@@ -723,7 +720,7 @@ impl<T: Object> Snapshot<T> {
     {
         let mut out = Vec::new();
         if let Some(bucket) = self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
-            out.extend(bucket.keys().cloned());
+            out.extend(bucket.iter().map(|(k, _)| k.clone()));
         }
         out
     }
@@ -757,7 +754,7 @@ impl<T: Object> Snapshot<T> {
         let mut out = Vec::new();
         if let Some(b) = bucket {
             out.reserve_exact(b.len());
-            clone_all(&mut out, self.resolve(b.keys()));
+            clone_all(&mut out, b.iter().map(|(_, o)| o));
         }
         Ok(out)
     }
@@ -777,7 +774,7 @@ impl<T: Object> Snapshot<T> {
         let mut out = Vec::new();
         if let Some(b) = index.bucket(value) {
             out.reserve_exact(b.len());
-            clone_all(&mut out, self.resolve(b.keys()));
+            clone_all(&mut out, b.iter().map(|(_, o)| o));
         }
         Ok(out)
     }
@@ -789,7 +786,7 @@ impl<T: Object> Snapshot<T> {
     ///
     /// [`StoreError::UnknownIndex`].
     pub fn index(&self, name: &str, obj: &T) -> Result<Vec<Arc<T>>, StoreError> {
-        Ok(self.find(name)?.matching(&self.objects, obj))
+        Ok(self.find(name)?.matching(obj))
     }
 
     /// The keys under `value` in the `String`-valued index `name` (client-go's `IndexKeys`).
@@ -806,7 +803,9 @@ impl<T: Object> Snapshot<T> {
                 actual: index.value_type(),
                 requested: std::any::type_name::<String>(),
             })?;
-        Ok(bucket.map(|b| b.keys().cloned().collect()).unwrap_or_default())
+        Ok(bucket
+            .map(|b| b.iter().map(|(k, _)| k.clone()).collect())
+            .unwrap_or_default())
     }
 
     /// Every value present in the `String`-valued index `name`, sorted (client-go's
@@ -849,7 +848,18 @@ impl<T: Object> Snapshot<T> {
                     expected.push((v, key.clone()));
                 }
             }
-            let mut actual = index.debug_entries();
+            let entries = index.debug_entries();
+            for (value, key, obj) in &entries {
+                if !self.get(key).is_some_and(|o| Arc::ptr_eq(o, obj)) {
+                    return Err(format!(
+                        "index {:?} holds under {value} an object for {key:?} that is not the \
+                         snapshot's",
+                        index.name()
+                    ));
+                }
+            }
+            let mut actual: Vec<(String, T::Key)> =
+                entries.into_iter().map(|(v, k, _)| (v, k)).collect();
             expected.sort();
             actual.sort();
             if expected != actual {
@@ -880,19 +890,12 @@ impl<T: Object> Snapshot<T> {
 /// The objects under one index value, in key order, borrowed from a [`Snapshot`]; see
 /// [`Snapshot::by_iter`].
 pub struct ByIter<'a, T: Object> {
-    keys: Option<BucketKeys<'a, T::Key>>,
-    objects: &'a Objects<T>,
+    inner: Option<BucketIter<'a, T::Key, T>>,
 }
 
 impl<'a, T: Object> Iterator for ByIter<'a, T> {
     type Item = &'a Arc<T>;
     fn next(&mut self) -> Option<&'a Arc<T>> {
-        loop {
-            let key = self.keys.as_mut()?.next()?;
-            // Every key of a bucket is in the same snapshot's primary map.
-            if let Some(e) = self.objects.get(key) {
-                return Some(&e.obj);
-            }
-        }
+        self.inner.as_mut()?.next().map(|(_, o)| o)
     }
 }
