@@ -27,7 +27,8 @@ fn retained<R>(f: impl FnOnce() -> R) -> (R, isize) {
     let region = Region::new(GLOBAL);
     let out = f();
     let s = region.change();
-    let net = s.bytes_allocated as isize - s.bytes_deallocated as isize + s.bytes_reallocated;
+    // Reallocations are already counted in both totals.
+    let net = s.bytes_allocated as isize - s.bytes_deallocated as isize;
     (out, net)
 }
 
@@ -51,7 +52,10 @@ fn main() {
     for n in sizes() {
         let (objs, bytes) = retained(|| workload::objects(n));
         // The objects, without the Vec that holds them.
-        object_size = per_object(bytes - (objs.capacity() * size_of::<Arc<Obj>>()) as isize, n);
+        object_size = per_object(
+            bytes - (objs.capacity() * size_of::<Arc<Obj>>()) as isize,
+            n,
+        );
         let rv = Some((n as u64).into());
         let label = format!("{}k", n / 1000);
 
@@ -59,7 +63,8 @@ fn main() {
             {
                 let (c, ours) = retained(|| {
                     let c = workload::cache();
-                    c.replace(objs.clone(), rv.clone()).expect("no unique index");
+                    c.replace(objs.clone(), rv.clone())
+                        .expect("no unique index");
                     c
                 });
                 let (b, theirs) = retained(|| {

@@ -360,7 +360,11 @@ fn check(cache: &Cache<M>, model: &Model) -> Result<(), TestCaseError> {
             let got = match name {
                 "tag" => {
                     // The objects themselves, not only their keys, are the current ones.
-                    let objs: Vec<M> = snap.by(TAG, value.as_str()).iter().map(|o| (**o).clone()).collect();
+                    let objs: Vec<M> = snap
+                        .by(TAG, value.as_str())
+                        .iter()
+                        .map(|o| (**o).clone())
+                        .collect();
                     let want_objs: Vec<M> = want.iter().map(|k| model.objects[k].clone()).collect();
                     prop_assert_eq!(objs, want_objs);
                     keys_of(&snap.by(TAG, value.as_str()))

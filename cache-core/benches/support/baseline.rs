@@ -101,8 +101,8 @@ impl Baseline {
         key: &str,
     ) {
         for (name, f) in &self.indexers {
-            let old_values = old.map(|o| f(o)).unwrap_or_default();
-            let new_values = new.map(|o| f(o)).unwrap_or_default();
+            let old_values = old.map(f).unwrap_or_default();
+            let new_values = new.map(f).unwrap_or_default();
             if old_values.len() == 1 && new_values.len() == 1 && old_values[0] == new_values[0] {
                 continue;
             }

@@ -11,7 +11,7 @@ pub const NAMESPACES: usize = 100;
 /// Number of distinct nodes.
 pub const NODES: usize = 1_000;
 /// Bytes of opaque payload per object (spec, status, ...).
-pub const PAYLOAD: usize = 320;
+pub const PAYLOAD: usize = 120;
 
 /// A pod-like object.
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
-use super::{Change, Store, StoreError, TransactionError};
 use super::trie::Trie;
+use super::{Change, Store, StoreError, TransactionError};
 use crate::index::{
     BucketIter, ErasedIndex, Hasher, Index, IndexValue, Indexed, Indexer, Indexers, ObjEntry,
     Objects, TypedIndex,

@@ -18,7 +18,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 /// Bits of hash consumed per level.
-const BITS: u32 = 4;
+const BITS: u32 = 5;
 /// Slot index mask.
 const MASK: u64 = (1 << BITS) - 1;
 /// The last level that still has hash bits; below it, colliding entries share one list.
@@ -355,11 +355,7 @@ fn build<E: Entry>(
                 }
             }));
             let group: Vec<(u64, E)> = chained.by_ref().collect();
-            let (b, child) = build(
-                &mut group.into_iter().peekable(),
-                shift + BITS,
-                Some(h),
-            );
+            let (b, child) = build(&mut group.into_iter().peekable(), shift + BITS, Some(h));
             slots.push(Slot::Node(b, child));
         } else {
             slots.push(Slot::Leaf(e));
