@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_core::{Cache, ObjectKey, ResourceVersion};
+use cache_core::{Cache, Change, ObjectKey, ResourceVersion};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 
 use support::baseline::Baseline;
@@ -26,6 +26,9 @@ use support::workload::{self, NODES, Obj, namespace_name, node_name};
 /// Operations per timed iteration for the single-object cases, so that the timer's own cost is
 /// negligible.
 const BATCH: usize = 1024;
+
+/// Changes per transaction in the batched-update case.
+const TXN: usize = 64;
 
 /// One size's data, shared by every case.
 struct Data {
@@ -213,6 +216,48 @@ fn bench_size(c: &mut Criterion, d: &Data) {
         });
     }
 
+    // Updates applied in transactions of TXN changes (one publish, one lock per transaction),
+    // as a reflector applies a burst of watch events. Index values unchanged.
+    {
+        cache
+            .replace(d.base.clone(), d.rv())
+            .expect("no unique index");
+        baseline.replace(d.base.clone(), d.rv());
+        let mut g = c.benchmark_group("update_txn");
+        g.throughput(Throughput::Elements(BATCH as u64));
+        let batch = |flip: &mut [bool], pos: &mut usize| -> Vec<Arc<Obj>> {
+            (0..TXN)
+                .map(|_| {
+                    *pos = (*pos + 1) % d.n;
+                    let i = d.order[*pos];
+                    flip[i] = !flip[i];
+                    if flip[i] {
+                        d.same[i].clone()
+                    } else {
+                        d.base[i].clone()
+                    }
+                })
+                .collect()
+        };
+        let (mut flip, mut pos) = (vec![false; d.n], 0);
+        g.bench_function(id("cache"), |b| {
+            b.iter(|| {
+                for _ in 0..BATCH / TXN {
+                    let changes = batch(&mut flip, &mut pos).into_iter().map(Change::Update);
+                    cache.transaction(changes).expect("no unique index");
+                }
+            })
+        });
+        let (mut flip, mut pos) = (vec![false; d.n], 0);
+        g.bench_function(id("baseline"), |b| {
+            b.iter(|| {
+                for _ in 0..BATCH / TXN {
+                    baseline.update_all(batch(&mut flip, &mut pos));
+                }
+            })
+        });
+    }
+
     // Reader latency with and without one writer updating flat out (moving objects between
     // nodes) on the other core.
     cache
@@ -365,7 +410,7 @@ fn summary(dir: &Path, sizes: &[usize]) {
     println!("|---|---|---|---|---|---|---|");
     for &n in sizes {
         let l = label(n);
-        let cases: [(&str, &str, usize, Option<f64>); 7] = [
+        let cases: [(&str, &str, usize, Option<f64>); 8] = [
             ("get_by_key", "get_by_key", BATCH, Some(1.0)),
             ("list, per entry", "list", n, Some(1.0)),
             ("by_index(node), per object", "by_index_node", n, Some(0.5)),
@@ -382,6 +427,12 @@ fn summary(dir: &Path, sizes: &[usize]) {
                 Some(1.5),
             ),
             ("update, node moves", "update_move", BATCH, Some(1.5)),
+            (
+                "update in transactions of 64, per update",
+                "update_txn",
+                BATCH,
+                None,
+            ),
             ("replace(all), per object", "replace", n, Some(0.5)),
         ];
         for (name, group, elems, target) in cases {

@@ -82,6 +82,26 @@ impl Baseline {
         self.update_indices(&mut inner.indices, old.as_deref(), Some(&obj), &key);
     }
 
+    /// client-go's `Transaction`: many updates under one write lock.
+    pub fn update_all(&self, objs: impl IntoIterator<Item = Arc<Obj>>) {
+        let mut inner = self.inner.write().unwrap();
+        let inner = &mut *inner;
+        for obj in objs {
+            let key = obj.key_string();
+            if let Some(rv) = cache_core::Object::resource_version(&*obj) {
+                inner.rv = Some(rv);
+            }
+            let old = match inner.items.get_mut(&key) {
+                Some(slot) => Some(std::mem::replace(slot, obj.clone())),
+                None => {
+                    inner.items.insert(key.clone(), obj.clone());
+                    None
+                }
+            };
+            self.update_indices(&mut inner.indices, old.as_deref(), Some(&obj), &key);
+        }
+    }
+
     /// client-go's `Delete`.
     pub fn delete(&self, key: &str) {
         let mut inner = self.inner.write().unwrap();
