@@ -447,6 +447,15 @@ pub(crate) struct ValueEntry<V, K: Ord + Clone, T> {
     pub(crate) bucket: Bucket<K, T>,
 }
 
+impl<V: Clone, K: Ord + Clone, T> Clone for ValueEntry<V, K, T> {
+    fn clone(&self) -> Self {
+        Self {
+            value: self.value.clone(),
+            bucket: self.bucket.clone(),
+        }
+    }
+}
+
 impl<V: IndexValue, K: Ord + Clone, T> Entry for Arc<ValueEntry<V, K, T>> {
     type Key = V;
     fn key(&self) -> &V {
@@ -466,14 +475,11 @@ pub(crate) trait ErasedIndex<T: Object>: Send + Sync {
     fn is_unique(&self) -> bool;
     /// Fails when writing `new` under `key` would break a unique index.
     fn check(&self, key: &T::Key, new: &T) -> Result<(), StoreError>;
-    /// This index after the object under `key` went from `old` to `new` (a new version, built in
-    /// place when nothing else shares it).
-    fn update(
-        self: Arc<Self>,
-        key: &T::Key,
-        old: Option<&Arc<T>>,
-        new: Option<&Arc<T>>,
-    ) -> Arc<dyn ErasedIndex<T>>;
+    /// A copy sharing all of this index's storage.
+    fn clone_arc(&self) -> Arc<dyn ErasedIndex<T>>;
+    /// Brings this index up to date with the object under `key` going from `old` to `new`.
+    /// Copies only the storage that another version shares.
+    fn update(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>);
     /// A new index of the same definition holding `objects`, built in one pass.
     fn rebuilt(&self, objects: &Objects<T>) -> Arc<dyn ErasedIndex<T>>;
     /// The objects sharing any value with `obj` (client-go's `Index`), by key.
@@ -533,26 +539,21 @@ impl<T: Object, V: IndexValue> TypedIndex<T, V> {
 
     /// Puts `obj` under `value`, replacing what `key` held there.
     fn put(&mut self, value: V, key: &T::Key, obj: &Arc<T>) {
-        let bucket = match self.buckets.get(&value) {
-            Some(e) => {
-                let mut b = e.bucket.clone();
-                b.insert(key.clone(), obj.clone());
-                b
+        match self.buckets.get_mut(&value) {
+            Some(e) => Arc::make_mut(e).bucket.insert(key.clone(), obj.clone()),
+            None => {
+                let bucket = Bucket::One(key.clone(), obj.clone());
+                self.buckets.insert(Arc::new(ValueEntry { value, bucket }));
             }
-            None => Bucket::One(key.clone(), obj.clone()),
-        };
-        self.buckets.insert(Arc::new(ValueEntry { value, bucket }));
+        }
     }
 
     fn remove_key(&mut self, value: V, key: &T::Key) {
-        let Some(e) = self.buckets.get(&value) else {
+        let Some(e) = self.buckets.get_mut(&value) else {
             return;
         };
-        let mut bucket = e.bucket.clone();
-        if bucket.remove(key) {
+        if Arc::make_mut(e).bucket.remove(key) {
             self.buckets.remove(&value);
-        } else {
-            self.buckets.insert(Arc::new(ValueEntry { value, bucket }));
         }
     }
 }
@@ -597,36 +598,29 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
         Ok(())
     }
 
-    fn update(
-        self: Arc<Self>,
-        key: &T::Key,
-        old: Option<&Arc<T>>,
-        new: Option<&Arc<T>>,
-    ) -> Arc<dyn ErasedIndex<T>> {
+    fn clone_arc(&self) -> Arc<dyn ErasedIndex<T>> {
+        Arc::new(self.clone())
+    }
+
+    fn update(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>) {
         if let (Some(o), Some(n)) = (old, new)
             && Arc::ptr_eq(o, n)
         {
-            return self;
+            return;
         }
         let old_values = old.map(|o| self.values(o)).unwrap_or_default();
         let new_values = new.map(|o| self.values(o)).unwrap_or_default();
-        if old_values.is_empty() && new_values.is_empty() {
-            return self;
-        }
-        let mut this = self;
-        let me = Arc::make_mut(&mut this);
         for value in old_values {
             if new_values.binary_search(&value).is_err() {
-                me.remove_key(value, key);
+                self.remove_key(value, key);
             }
         }
         if let Some(new) = new {
             // The object changed, so even an unchanged value's bucket must hold the new one.
             for value in new_values {
-                me.put(value, key, new);
+                self.put(value, key, new);
             }
         }
-        this
     }
 
     fn rebuilt(&self, objects: &Objects<T>) -> Arc<dyn ErasedIndex<T>> {

@@ -558,12 +558,18 @@ impl<T: Object> Snapshot<T> {
     }
 
     /// Brings every index up to date with the object under `key` going from `old` to `new`.
+    /// An index shared with another version is copied first (its storage stays shared), so
+    /// that the changes of one transaction after the first are made in place.
     fn reindex(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>) {
-        for i in 0..self.indexes.len() {
-            let index = self.indexes[i].clone();
-            let next = index.update(key, old, new);
-            if !Arc::ptr_eq(&next, &self.indexes[i]) {
-                Arc::make_mut(&mut self.indexes)[i] = next;
+        if self.indexes.is_empty() {
+            return;
+        }
+        for slot in Arc::make_mut(&mut self.indexes).iter_mut() {
+            if Arc::get_mut(slot).is_none() {
+                *slot = slot.clone_arc();
+            }
+            if let Some(index) = Arc::get_mut(slot) {
+                index.update(key, old, new);
             }
         }
     }

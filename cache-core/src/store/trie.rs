@@ -210,6 +210,37 @@ impl<E: Entry, S: BuildHasher + Clone> Trie<E, S> {
         }
     }
 
+    /// Mutable access to the entry with this key, copying the nodes on its path that another
+    /// version shares (and none when the key is absent).
+    pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut E>
+    where
+        E::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash_of(key);
+        self.get_hashed(hash, key)?;
+        let (mut bitmap, mut slots) = (self.bitmap, &mut self.root);
+        let mut shift = 0;
+        loop {
+            if shift > LAST_SHIFT {
+                return make_mut(slots).iter_mut().find_map(|s| match s {
+                    Slot::Leaf(e) if e.key().borrow() == key => Some(e),
+                    _ => None,
+                });
+            }
+            let pos = position(bitmap, 1 << index(hash, shift));
+            match make_mut(slots).get_mut(pos)? {
+                // The key is present (checked above), so this leaf is its entry.
+                Slot::Leaf(e) => return Some(e),
+                Slot::Node(b, child) => {
+                    bitmap = *b;
+                    slots = child;
+                    shift += BITS;
+                }
+            }
+        }
+    }
+
     /// Inserts `entry`, replacing and returning the entry with the same key. Copies the nodes on
     /// the path that are shared with another version; mutates the others in place.
     pub(crate) fn insert(&mut self, entry: E) -> Option<E> {
