@@ -559,6 +559,48 @@ async fn the_key_mapping_and_the_codec_are_the_users() {
 }
 
 #[tokio::test]
+async fn without_prev_kv_a_delete_carries_the_codecs_tombstone() {
+    with_etcd("without_prev_kv", async |_etcd, mut client| {
+        let r1 = put(&mut client, "/t/nodes/a", "n1").await;
+        let with_tombstones = EtcdListWatch::<Item>::new(client.clone(), "/t/nodes/")
+            .with_codec(NodeName)
+            .with_prev_kv(false);
+        let json = EtcdListWatch::<Item>::new(client.clone(), "/t/nodes/").with_prev_kv(false);
+        let mut watch = with_tombstones.watch(watch_from(r1)).await.unwrap();
+        let mut json_watch = json.watch(watch_from(r1)).await.unwrap();
+        let r2 = put(&mut client, "/t/nodes/a", "n2").await;
+        let gone = del(&mut client, "/t/nodes/a").await;
+        assert_eq!(next_shown(&mut watch).await, format!("modified a=n2 @{r2}"));
+        assert_eq!(next_shown(&mut watch).await, format!("deleted a= @{gone}"));
+        // A codec without tombstones cannot name what the delete removes.
+        assert_eq!(next_shown(&mut json_watch).await, "error Decode /t/nodes/a");
+        let err = next(&mut json_watch).await.unwrap().unwrap_err();
+        assert!(err.message.contains("etcd sent no last state"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_watch_catching_up_on_more_than_a_message_holds_arrives_whole() {
+    with_etcd("a_watch_catching_up", async |_etcd, mut client| {
+        let from = put(&mut client, "/t/start", "x").await;
+        let big = "x".repeat(1000);
+        let items = (0..4000).map(|i| (format!("{PREFIX}{i:04}"), json(&format!("{i:04}"), &big)));
+        put_all(&mut client, items).await;
+        // 4 MB of history, 2 MB per message at most: etcd must send it in fragments.
+        let source = EtcdListWatch::<Item>::new(client, PREFIX).with_max_message_size(2 << 20);
+        let mut watch = source.watch(watch_from(from)).await.unwrap();
+        for i in 0..4000 {
+            match next(&mut watch).await.expect("an event") {
+                Ok(WatchEvent::Added(item)) => assert_eq!(item.name, format!("{i:04}")),
+                other => panic!("event {i}: {}", show(&other)),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_watch_ends_cleanly_at_its_timeout() {
     with_etcd(
         "a_watch_ends_cleanly_at_its_timeout",
