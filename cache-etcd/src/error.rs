@@ -57,6 +57,13 @@ fn is_broken_connection(message: &str) -> bool {
     .any(|needle| m.contains(needle))
 }
 
+/// Whether a response was refused for exceeding the client's message limit (tonic reports it
+/// as OutOfRange "decoded message length too large").
+pub(crate) fn is_too_large(error: &etcd_client::Error) -> bool {
+    matches!(error, etcd_client::Error::GRpcStatus(s)
+        if s.code() as i32 == code::OUT_OF_RANGE && s.message().contains("message length too large"))
+}
+
 /// An etcd client error as a source error; `what` says which request failed.
 pub(crate) fn from_etcd(error: etcd_client::Error, what: &str) -> SourceError {
     use etcd_client::Error as E;

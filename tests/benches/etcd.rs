@@ -119,7 +119,7 @@ fn bench_sync(c: &mut Criterion, rt: &tokio::runtime::Runtime, etcd: &Etcd, clie
         .sample_size(10)
         .measurement_time(Duration::from_secs(30))
         .throughput(Throughput::Elements(n as u64));
-    group.bench_function(format!("cache_etcd_list_into_cache/{n}"), |b| {
+    group.bench_function(format!("cache_etcd_list_into_cache_default/{n}"), |b| {
         b.to_async(rt).iter(|| async {
             let list = source.list(ListOptions::default()).await.unwrap();
             assert_eq!(list.items.len(), n);
@@ -128,7 +128,7 @@ fn bench_sync(c: &mut Criterion, rt: &tokio::runtime::Runtime, etcd: &Etcd, clie
             black_box(cache)
         });
     });
-    for page in [1000u32, 5000] {
+    for page in [500u32, 1000, 5000] {
         let source = EtcdListWatch::<Pod>::new(client.clone(), prefix).with_page_size(page);
         group.bench_function(format!("cache_etcd_list_into_cache_page{page}/{n}"), |b| {
             b.to_async(rt).iter(|| async {

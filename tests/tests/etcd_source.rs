@@ -165,6 +165,33 @@ async fn a_list_reads_every_page_at_one_revision_and_only_its_prefix() {
 }
 
 #[tokio::test]
+async fn a_page_larger_than_a_message_is_read_again_in_halves() {
+    with_etcd("a_page_larger_than_a_message", async |_etcd, mut client| {
+        let big = "x".repeat(1000);
+        let items = (0..300).map(|i| (format!("{PREFIX}{i:03}"), json(&format!("{i:03}"), &big)));
+        put_all(&mut client, items).await;
+        // 300 KB of values; messages of 64 KB at most.
+        let source = EtcdListWatch::<Item>::new(client, PREFIX).with_max_message_size(64 << 10);
+        let list = source.list(ListOptions::default()).await.unwrap();
+        assert_eq!(list.items.len(), 300);
+        let page = source
+            .list(ListOptions {
+                limit: Some(200),
+                ..ListOptions::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.items.len() < 200 && page.continue_token.is_some());
+        // A page of one that is still too large is an error, not a loop.
+        let tiny =
+            EtcdListWatch::<Item>::new(source.client().clone(), PREFIX).with_max_message_size(100);
+        let err = tiny.list(ListOptions::default()).await.unwrap_err();
+        assert_eq!(err.kind, SourceErrorKind::Other, "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn continue_tokens_keep_the_first_pages_revision() {
     with_etcd("continue_tokens_keep", async |_etcd, mut client| {
         let items = (0..25).map(|i| (format!("{PREFIX}{i:02}"), json(&format!("{i:02}"), "old")));
