@@ -12,6 +12,8 @@
 //!   agree;
 //! - indexes ([`Indexer`], [`Index`]) from closures or, typed and checked by the compiler, from
 //!   `#[derive(Indexed)]`.
+//! - [`lister`]: reads by Kubernetes label selector ([`LabelSelector`]) and by namespace;
+//! - [`controller`]: the rate-limited [`WorkQueue`] a controller works from.
 //!
 //! # Example
 //!
@@ -54,11 +56,21 @@
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod controller;
 pub mod index;
+pub mod lister;
 pub mod object;
+pub mod queue;
 pub mod source;
 pub mod store;
 
+pub use controller::{QueueMetrics, RateLimiter, WorkQueue};
 pub use index::{Index, IndexValue, Indexed, Indexer, Indexers};
+pub use lister::{LabelSelector, Labels, Lister, NamespaceLister, SelectorParseError};
 pub use object::{KeyParseError, Object, ObjectKey, ResourceVersion};
+pub use queue::{
+    Closed, DeletedFinalStateUnknown, DeletedObject, Delta, DeltaFifo, DeltaFifoOptions, Deltas,
+    Fifo, KnownObjects, Queue, RealFifo, RealFifoOptions, ReplaceMode, Transformer,
+};
+pub use store::UndeltaStore;
 pub use store::{ByIter, Cache, Change, Snapshot, Store, StoreError, TransactionError};

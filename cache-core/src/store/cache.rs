@@ -591,6 +591,11 @@ impl<T: Object> Snapshot<T> {
         self.objects.keys()
     }
 
+    /// Every key with its object, in no particular order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&T::Key, &Arc<T>)> {
+        self.objects.iter()
+    }
+
     /// The objects whose index `index` holds `value`, ordered by key. A `String` index accepts
     /// `&str`. An index that is not installed reads as empty.
     pub fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>

@@ -2,11 +2,13 @@
 //! snapshot-published [`Cache`].
 
 mod cache;
+mod undelta;
 
 use std::fmt;
 use std::sync::Arc;
 
 pub use cache::{ByIter, Cache, Snapshot};
+pub use undelta::UndeltaStore;
 
 use crate::object::{Object, ResourceVersion};
 

@@ -1,0 +1,47 @@
+//! What a controller is built from: the rate-limited [`WorkQueue`] of keys to reconcile.
+//!
+//! A controller reacts to changes by queueing the keys of the objects that changed, and workers
+//! take keys from the queue, read the current state from a cache and act on it. The queue
+//! carries client-go's rules (`util/workqueue`): a key waits at most once however often it
+//! changes, one key is never worked on by two workers at once, a key that changes while it is
+//! worked on is handed out again afterwards, and failures are retried with backoff
+//! ([`RateLimiter`], [`default_rate_limiter`]). [`QueueMetrics`] receives the queue's metrics.
+//!
+//! ```
+//! use cache_core::controller::WorkQueue;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let queue = WorkQueue::<String>::new();
+//! let worker = {
+//!     let queue = queue.clone();
+//!     tokio::spawn(async move {
+//!         let mut seen = Vec::new();
+//!         while let Some(key) = queue.get().await {
+//!             seen.push(key.clone());
+//!             queue.forget(&key); // succeeded: reset its backoff
+//!             queue.done(&key);
+//!         }
+//!         seen
+//!     })
+//! };
+//! for key in ["default/a", "default/b", "default/a"] {
+//!     queue.add(key.to_owned());
+//! }
+//! queue.shut_down_with_drain().await;
+//! let seen = worker.await.unwrap();
+//! assert_eq!(seen, ["default/a", "default/b"]);
+//! # }
+//! ```
+
+mod rate_limit;
+mod workqueue;
+
+pub use rate_limit::{
+    BucketRateLimiter, ItemExponentialRateLimiter, MaxOfRateLimiter, RateLimiter,
+    default_rate_limiter,
+};
+pub use workqueue::{NoMetrics, QueueMetrics, WorkQueue, WorkQueueBuilder};
+
+#[cfg(test)]
+mod tests;
