@@ -67,6 +67,102 @@ pub trait Indexed: Object + Sized {
     }
 }
 
+/// Typed index reads: what [`Cache`](crate::Cache), [`Snapshot`](crate::Snapshot) (and a
+/// lister) have in common.
+///
+/// The query methods that `#[derive(Indexed)]` generates (`cache.by_node("n1")`) live in an
+/// extension trait implemented for every `IndexQuery<T>`, so they work the same on a cache, on a
+/// snapshot, behind an `Arc` or a reference, and on any reader that implements this trait. Each
+/// method answers from one consistent snapshot.
+///
+/// ```
+/// use std::sync::Arc;
+/// use cache_core::{Cache, Index, IndexQuery, Indexer, Indexers, Object};
+///
+/// #[derive(Debug)]
+/// struct Svc { name: String, port: u16 }
+/// impl Object for Svc {
+///     type Key = String;
+///     fn key(&self) -> String { self.name.clone() }
+/// }
+/// const PORT: Index<Svc, u16> = Index::new("port");
+///
+/// // Generic over where the objects are read from.
+/// fn on_port(reader: &impl IndexQuery<Svc>, port: u16) -> Vec<String> {
+///     reader.by(PORT, &port).iter().map(|s| s.name.clone()).collect()
+/// }
+///
+/// let cache = Arc::new(Cache::with_indexers(
+///     Indexers::new().with(Indexer::for_index(PORT, |s: &Svc| [s.port])),
+/// ));
+/// cache.add(Arc::new(Svc { name: "web".into(), port: 80 })).unwrap();
+/// assert_eq!(on_port(&cache, 80), ["web"]);
+/// assert_eq!(on_port(&cache.snapshot(), 80), ["web"]);
+/// assert!(on_port(&*cache, 443).is_empty());
+/// ```
+pub trait IndexQuery<T: Object> {
+    /// The objects whose index `index` holds `value`, ordered by key. A `String` index accepts
+    /// `&str`. An index that is not installed reads as empty.
+    fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// The object holding `value` in a unique index (the first by key, for an index that is not
+    /// unique).
+    fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// Every value present in `index`, sorted.
+    fn values<V: IndexValue>(&self, index: Index<T, V>) -> Vec<V>;
+}
+
+impl<T: Object, R: IndexQuery<T> + ?Sized> IndexQuery<T> for &R {
+    fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        R::by(self, index, value)
+    }
+
+    fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        R::by_unique(self, index, value)
+    }
+
+    fn values<V: IndexValue>(&self, index: Index<T, V>) -> Vec<V> {
+        R::values(self, index)
+    }
+}
+
+impl<T: Object, R: IndexQuery<T> + ?Sized> IndexQuery<T> for Arc<R> {
+    fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        R::by(self, index, value)
+    }
+
+    fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        R::by_unique(self, index, value)
+    }
+
+    fn values<V: IndexValue>(&self, index: Index<T, V>) -> Vec<V> {
+        R::values(self, index)
+    }
+}
+
 /// A typed handle to one index of `T` whose values are `V`.
 ///
 /// `#[derive(Indexed)]` generates one per index as an associated constant (`Pod::NODE`); for a

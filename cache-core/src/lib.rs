@@ -11,7 +11,7 @@
 //!   through an immutable [`Snapshot`] in which the objects, every index and the resource version
 //!   agree;
 //! - indexes ([`Indexer`], [`Index`]) from closures or, typed and checked by the compiler, from
-//!   `#[derive(Indexed)]`.
+//!   [`#[derive(Indexed)]`](derive@Indexed);
 //! - [`lister`]: reads by Kubernetes label selector ([`LabelSelector`]) and by namespace;
 //! - [`controller`]: the rate-limited [`WorkQueue`] a controller works from.
 //!
@@ -19,23 +19,21 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use cache_core::{Cache, Index, Indexer, Indexers, Object, ObjectKey, ResourceVersion};
+//! use cache_core::{Cache, Indexed, ObjectKey};
 //!
-//! #[derive(Debug)]
-//! struct Pod { namespace: String, name: String, node: Option<String>, rv: u64 }
-//!
-//! impl Object for Pod {
-//!     type Key = ObjectKey;
-//!     fn key(&self) -> ObjectKey { ObjectKey::new(&self.namespace, &self.name) }
-//!     fn resource_version(&self) -> Option<ResourceVersion> { Some(self.rv.into()) }
+//! #[derive(Debug, Indexed)]
+//! struct Pod {
+//!     #[key(namespace)]
+//!     namespace: String,
+//!     #[key(name)]
+//!     name: String,
+//!     #[index] // generates `by_node`, `node_values` and the typed handle `Pod::NODE`
+//!     node: Option<String>,
+//!     #[resource_version]
+//!     rv: u64,
 //! }
 //!
-//! // A typed handle: queries through it are checked by the compiler.
-//! const NODE: Index<Pod, String> = Index::new("node");
-//!
-//! let cache = Cache::with_indexers(
-//!     Indexers::new().with(Indexer::for_index(NODE, |p: &Pod| p.node.clone())),
-//! );
+//! let cache = Cache::<Pod>::new(); // with Pod's indexes
 //! let pod = |name: &str, node: &str, rv| Arc::new(Pod {
 //!     namespace: "default".into(), name: name.into(), node: Some(node.into()), rv,
 //! });
@@ -44,14 +42,17 @@
 //!
 //! // One snapshot: objects, indexes and resource version agree.
 //! let snap = cache.snapshot();
-//! assert_eq!(snap.by(NODE, "n1").len(), 1);
-//! assert_eq!(snap.by(NODE, "n2")[0].name, "web-2");
-//! assert_eq!(snap.values(NODE), ["n1", "n2"]);
+//! assert_eq!(snap.by_node("n1").len(), 1); // typed: `by_node(&7)` or `by_nod` do not compile
+//! assert_eq!(snap.by(Pod::NODE, "n2")[0].name, "web-2"); // the same, through the handle
+//! assert_eq!(snap.node_values(), ["n1", "n2"]);
 //! assert_eq!(snap.resource_version().map(|rv| rv.as_str()), Some("3"));
 //! let key = ObjectKey::new("default", "web-1");
 //! assert_eq!(snap.get(&key).map(|p| p.rv), Some(1));
 //! # Ok::<(), cache_core::StoreError>(())
 //! ```
+//!
+//! Types you cannot annotate get indexes from closures ([`Indexer`]); the attributes and what
+//! they generate are described on [`Indexed`](derive@Indexed).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
@@ -74,3 +75,13 @@ pub use queue::{
 };
 pub use store::UndeltaStore;
 pub use store::{ByIter, Cache, Change, Snapshot, Store, StoreError, TransactionError};
+
+pub use index::IndexQuery;
+
+#[doc = include_str!("derive.md")]
+#[cfg(feature = "derive")]
+#[cfg_attr(docsrs, doc(cfg(feature = "derive")))]
+pub use cache_derive::Indexed;
+
+#[doc(hidden)]
+pub mod __private;

@@ -8,7 +8,8 @@ use arc_swap::ArcSwap;
 
 use super::{Change, Store, StoreError, TransactionError};
 use crate::index::{
-    Bucket, ErasedIndex, Hasher, Index, IndexValue, Indexed, Indexer, Indexers, TypedIndex,
+    Bucket, ErasedIndex, Hasher, Index, IndexQuery, IndexValue, Indexed, Indexer, Indexers,
+    TypedIndex,
 };
 use crate::object::{Object, ResourceVersion};
 
@@ -801,6 +802,50 @@ impl<T: Object> Snapshot<T> {
             }
         }
         Ok(())
+    }
+}
+
+impl<T: Object> IndexQuery<T> for Snapshot<T> {
+    fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        Snapshot::by(self, index, value)
+    }
+
+    fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        Snapshot::by_unique(self, index, value)
+    }
+
+    fn values<V: IndexValue>(&self, index: Index<T, V>) -> Vec<V> {
+        Snapshot::values(self, index)
+    }
+}
+
+impl<T: Object> IndexQuery<T> for Cache<T> {
+    fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        Cache::by(self, index, value)
+    }
+
+    fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        Cache::by_unique(self, index, value)
+    }
+
+    fn values<V: IndexValue>(&self, index: Index<T, V>) -> Vec<V> {
+        Cache::values(self, index)
     }
 }
 
