@@ -62,6 +62,7 @@ pub mod index;
 pub mod lister;
 pub mod object;
 pub mod queue;
+pub mod reflector;
 pub mod source;
 pub mod store;
 
@@ -73,6 +74,7 @@ pub use queue::{
     Closed, DeletedFinalStateUnknown, DeletedObject, Delta, DeltaFifo, DeltaFifoOptions, Deltas,
     Fifo, KnownObjects, Queue, RealFifo, RealFifoOptions, ReplaceMode, Transformer,
 };
+pub use reflector::{Reflector, ReflectorError, ReflectorOptions, ReflectorStats};
 pub use store::UndeltaStore;
 pub use store::{ByIter, Cache, Change, Snapshot, Store, StoreError, TransactionError};
 

@@ -15,6 +15,10 @@ use futures::stream::BoxStream;
 
 use crate::object::{Object, ResourceVersion};
 
+pub mod memory;
+
+pub use memory::{MemorySource, MemorySourceConfig, Versioned};
+
 /// How a list or watch request treats its resource version (Kubernetes' `resourceVersionMatch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VersionMatch {
