@@ -155,6 +155,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let source = EtcdListWatch::<Pod>::new(client, args.prefix.clone());
     let reflector = Reflector::builder(source, cache.clone())
         .name("etcd_watch")
+        // One list request; the source reads it in large pages at one revision (etcd counts
+        // every remaining key on each page, so pages of 500 are slow on a large prefix).
+        .page_size(0)
         .watch_error_handler(|e: &ReflectorError| eprintln!("reflector: {e}"))
         .build();
     let stop = CancellationToken::new();
