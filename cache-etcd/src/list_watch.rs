@@ -23,7 +23,7 @@ use crate::key::{Continue, KeyMapping, key_after, prefix_range_end};
 ///
 /// It is large because etcd walks every remaining key of the range to count them on each page,
 /// so a list in pages of `p` keys costs O(n²/p): 100,000 keys took 3.9 s in pages of 500 and
-/// about 1 s in pages of 5,000 (`cargo bench -p tests --bench etcd`). A page that exceeds the
+/// about 1 s in pages of 5,000 (`cargo bench -p cache-etcd --bench etcd`). A page that exceeds the
 /// message limit is read again in halves.
 pub const DEFAULT_PAGE_SIZE: u32 = 10_000;
 

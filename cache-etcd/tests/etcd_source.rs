@@ -4,6 +4,8 @@
 //! Without an `etcd` binary these tests print a notice and pass locally; under `CI=true` they
 //! fail. Time here is real (a real server runs beside the test); every wait is bounded.
 
+mod harness;
+
 use std::time::Duration;
 
 use cache_core::source::{
@@ -14,8 +16,8 @@ use cache_core::{Object, ResourceVersion};
 use cache_etcd::etcd_client::Client;
 use cache_etcd::{Codec, CodecError, EtcdListWatch, EtcdObject, KeyMapping, Meta};
 use futures::StreamExt;
+use harness::{Etcd, PROGRESS_NOTIFY_INTERVAL, compact, put_all};
 use serde::{Deserialize, Serialize};
-use tests::etcd::{Etcd, PROGRESS_NOTIFY_INTERVAL, compact, put_all};
 
 const PREFIX: &str = "/t/items/";
 /// A hang guard for every test: none should come near it.

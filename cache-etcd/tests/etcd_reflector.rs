@@ -5,6 +5,8 @@
 //! Without an `etcd` binary these tests print a notice and pass locally; under `CI=true` they
 //! fail. Time here is real (a real server runs beside the test); every wait is bounded.
 
+mod harness;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,8 +17,8 @@ use cache_core::store::{Change, Store, StoreError, TransactionError};
 use cache_core::{Cache, Index, Indexer, Indexers, Object, ObjectKey, ResourceVersion};
 use cache_etcd::etcd_client::{Client, GetOptions};
 use cache_etcd::{EtcdListWatch, EtcdObject, Meta};
+use harness::{Etcd, compact, put_all};
 use serde::{Deserialize, Serialize};
-use tests::etcd::{Etcd, compact, put_all};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 

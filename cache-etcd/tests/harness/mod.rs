@@ -1,10 +1,13 @@
-//! A real etcd for the tests: one member or a cluster, started on free loopback ports with a
-//! temporary data dir, stopped by PID when dropped.
+//! A real etcd for the tests and the benchmark: one member or a cluster, started on free
+//! loopback ports with a temporary data dir, stopped by PID when dropped.
 //!
 //! When the `etcd` binary is missing, [`Etcd::start`] prints a notice and returns `None` (the
 //! test returns early: a skip), except under `CI=true`, where it panics: CI installs etcd, so
 //! a missing binary there is a broken setup, not a reason to pass. Set `ETCD_BIN` to use a
 //! binary that is not on `PATH`.
+
+// Each test binary and the benchmark use a different part of the harness.
+#![allow(dead_code)]
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -211,29 +214,12 @@ impl Etcd {
         format!("http://127.0.0.1:{}", self.members[i].client_port)
     }
 
-    /// The PID of member `i`, while it runs.
-    pub fn pid(&self, i: usize) -> Option<u32> {
-        self.members[i].child.as_ref().map(Child::id)
-    }
-
     /// Kills member `i` with SIGKILL (by its PID) and reaps it: a crash, not a clean stop.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.members[i].child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-
-    /// Restarts member `i` on its data dir and waits until it is healthy.
-    ///
-    /// # Panics
-    ///
-    /// When it does not come back.
-    pub fn restart(&mut self, i: usize) {
-        self.kill(i);
-        self.spawn(i)
-            .and_then(|()| self.wait_healthy(i))
-            .unwrap_or_else(|e| panic!("restart: {e}"));
     }
 
     /// How many watch streams member `i` serves, from its metrics; `None` when it is down.

@@ -8,7 +8,10 @@
 //!   revision delivers 10,000 past updates as fast as etcd sends them); each with etcd's
 //!   previous values (the default) and without (`_no_prev_kv`).
 //!
-//! `cargo bench -p tests --bench etcd`. `ETCD_BENCH_KEYS` changes the 100,000.
+//! `cargo bench -p cache-etcd --bench etcd`. `ETCD_BENCH_KEYS` changes the 100,000.
+
+#[path = "../tests/harness/mod.rs"]
+mod harness;
 
 use std::hint::black_box;
 use std::process::{Command, Stdio};
@@ -21,8 +24,8 @@ use cache_etcd::etcd_client::Client;
 use cache_etcd::{EtcdListWatch, EtcdObject, Meta};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
+use harness::{Etcd, put_all};
 use serde::{Deserialize, Serialize};
-use tests::etcd::{Etcd, put_all};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Pod {
