@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 use crate::object::Object;
 use crate::store::StoreError;
+use crate::store::trie::{Entry, Trie, touch_key};
 
 /// A type that can be an index value. See the [module docs](self) for the rule; it is implemented
 /// for every type that meets it.
@@ -224,7 +225,7 @@ type ValuesFn<T, V> = dyn Fn(&T, &mut Vec<V>) + Send + Sync;
 /// ```
 pub struct Indexer<T: Object> {
     name: Cow<'static, str>,
-    make: Arc<dyn Fn() -> Box<dyn ErasedIndex<T>> + Send + Sync>,
+    make: Arc<dyn Fn() -> Arc<dyn ErasedIndex<T>> + Send + Sync>,
 }
 
 impl<T: Object> Clone for Indexer<T> {
@@ -285,15 +286,15 @@ impl<T: Object> Indexer<T> {
     {
         let name = name.into();
         let f: Arc<ValuesFn<T, V>> = Arc::new(f);
-        let index_name = name.clone();
+        let index_name: Arc<str> = Arc::from(&*name);
         Self {
             name,
             make: Arc::new(move || {
-                Box::new(TypedIndex::<T, V> {
+                Arc::new(TypedIndex::<T, V> {
                     name: index_name.clone(),
                     unique,
                     values_fn: f.clone(),
-                    buckets: imbl::GenericHashMap::with_hasher(Hasher::default()),
+                    buckets: Trie::with_hasher(Hasher::default()),
                 })
             }),
         }
@@ -304,7 +305,8 @@ impl<T: Object> Indexer<T> {
         &self.name
     }
 
-    pub(crate) fn build(&self) -> Box<dyn ErasedIndex<T>> {
+    /// An empty index of this definition.
+    pub(crate) fn build(&self) -> Arc<dyn ErasedIndex<T>> {
         (self.make)()
     }
 }
@@ -390,23 +392,72 @@ impl<T: Object> FromIterator<Indexer<T>> for Indexers<T> {
 
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
-/// The objects under one index value, ordered by key. Most buckets of a unique index, and many
-/// of a fine-grained one, hold one object: that case needs no map at all.
-pub(crate) enum Bucket<T: Object> {
-    One(T::Key, Arc<T>),
-    Many(imbl::OrdMap<T::Key, Arc<T>>),
+/// The objects of a snapshot by key: the primary map.
+pub(crate) type Objects<T> = Trie<ObjEntry<<T as Object>::Key, T>, Hasher>;
+
+/// An entry of the primary map: a key and its object.
+pub(crate) struct ObjEntry<K, T> {
+    pub(crate) key: K,
+    pub(crate) obj: Arc<T>,
 }
 
-impl<T: Object> Clone for Bucket<T> {
+impl<K: Clone, T> Clone for ObjEntry<K, T> {
+    fn clone(&self) -> Self {
+        Self {
+            key: self.key.clone(),
+            obj: self.obj.clone(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, T> Entry for ObjEntry<K, T> {
+    type Key = K;
+    fn key(&self) -> &K {
+        &self.key
+    }
+
+    /// Keeps the stored key: its copies in index buckets then still share its allocation, and
+    /// compare by pointer.
+    fn refresh(&mut self, new: Self) -> Self {
+        let old = std::mem::replace(&mut self.obj, new.obj);
+        Self {
+            key: self.key.clone(),
+            obj: old,
+        }
+    }
+
+    fn touch(&self) -> usize {
+        touch_key(&self.key).wrapping_add(Arc::strong_count(&self.obj))
+    }
+}
+
+/// The objects under one index value, with their keys, in key order. A bucket holds the objects
+/// themselves, so a query reads them without a second lookup. Most buckets of a unique index,
+/// and many of a fine-grained one, hold one object: that case needs no map at all.
+pub(crate) enum Bucket<K: Ord + Clone, T> {
+    One(K, Arc<T>),
+    Many(imbl::OrdMap<K, Arc<T>>),
+}
+
+impl<K: Ord + Clone, T> Clone for Bucket<K, T> {
     fn clone(&self) -> Self {
         match self {
-            Bucket::One(k, v) => Bucket::One(k.clone(), v.clone()),
+            Bucket::One(k, o) => Bucket::One(k.clone(), o.clone()),
             Bucket::Many(m) => Bucket::Many(m.clone()),
         }
     }
 }
 
-impl<T: Object> Bucket<T> {
+impl<K: Ord + Clone, T> Bucket<K, T> {
+    /// A bucket of `entries`, which are sorted by key and distinct.
+    fn from_sorted(mut entries: Vec<(K, Arc<T>)>) -> Option<Self> {
+        match entries.len() {
+            0 => None,
+            1 => entries.pop().map(|(k, o)| Bucket::One(k, o)),
+            _ => Some(Bucket::Many(entries.into_iter().collect())),
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         match self {
             Bucket::One(..) => 1,
@@ -414,33 +465,34 @@ impl<T: Object> Bucket<T> {
         }
     }
 
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&T::Key, &Arc<T>)) {
+    pub(crate) fn iter(&self) -> BucketIter<'_, K, T> {
         match self {
-            Bucket::One(k, v) => f(k, v),
-            Bucket::Many(m) => m.iter().for_each(|(k, v)| f(k, v)),
+            Bucket::One(k, o) => BucketIter::One(Some((k, o))),
+            Bucket::Many(m) => BucketIter::Many(m.iter()),
         }
     }
 
-    pub(crate) fn first(&self) -> Option<&Arc<T>> {
+    pub(crate) fn first(&self) -> Option<(&K, &Arc<T>)> {
         match self {
-            Bucket::One(_, v) => Some(v),
-            Bucket::Many(m) => m.values().next(),
+            Bucket::One(k, o) => Some((k, o)),
+            Bucket::Many(m) => m.get_min().map(|(k, o)| (k, o)),
         }
     }
 
-    fn contains(&self, key: &T::Key) -> bool {
+    fn contains(&self, key: &K) -> bool {
         match self {
             Bucket::One(k, _) => k == key,
             Bucket::Many(m) => m.contains_key(key),
         }
     }
 
-    fn insert(&mut self, key: T::Key, obj: Arc<T>) {
+    /// Inserts or replaces the object under `key`.
+    fn insert(&mut self, key: K, obj: Arc<T>) {
         match self {
-            Bucket::One(k, _) if *k == key => *self = Bucket::One(key, obj),
-            Bucket::One(k, v) => {
+            Bucket::One(k, o) if *k == key => *o = obj,
+            Bucket::One(k, o) => {
                 let mut m = imbl::OrdMap::new();
-                m.insert(k.clone(), v.clone());
+                m.insert(k.clone(), o.clone());
                 m.insert(key, obj);
                 *self = Bucket::Many(m);
             }
@@ -451,14 +503,14 @@ impl<T: Object> Bucket<T> {
     }
 
     /// Removes `key`; returns whether the bucket is now empty (and must be dropped).
-    fn remove(&mut self, key: &T::Key) -> bool {
+    fn remove(&mut self, key: &K) -> bool {
         match self {
             Bucket::One(k, _) => k == key,
             Bucket::Many(m) => {
                 m.remove(key);
                 if m.len() == 1 {
-                    if let Some((k, v)) = m.iter().next().map(|(k, v)| (k.clone(), v.clone())) {
-                        *self = Bucket::One(k, v);
+                    if let Some((k, o)) = m.get_min().map(|(k, o)| (k.clone(), o.clone())) {
+                        *self = Bucket::One(k, o);
                     }
                     return false;
                 }
@@ -468,36 +520,97 @@ impl<T: Object> Bucket<T> {
     }
 }
 
+/// The entries of a [`Bucket`], in key order.
+pub(crate) enum BucketIter<'a, K, T> {
+    One(Option<(&'a K, &'a Arc<T>)>),
+    Many(imbl::ordmap::Iter<'a, K, Arc<T>, imbl::shared_ptr::DefaultSharedPtr>),
+}
+
+impl<'a, K: Ord, T> Iterator for BucketIter<'a, K, T> {
+    type Item = (&'a K, &'a Arc<T>);
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            BucketIter::One(e) => e.take(),
+            BucketIter::Many(it) => it.next(),
+        }
+    }
+}
+
+/// One value of an index and its bucket: the entry type of an index's trie. Shared behind an
+/// `Arc`, so that copying a trie node never clones a value.
+pub(crate) struct ValueEntry<V, K: Ord + Clone, T> {
+    value: V,
+    pub(crate) bucket: Bucket<K, T>,
+}
+
+impl<V: Clone, K: Ord + Clone, T> Clone for ValueEntry<V, K, T> {
+    fn clone(&self) -> Self {
+        Self {
+            value: self.value.clone(),
+            bucket: self.bucket.clone(),
+        }
+    }
+}
+
+impl<V: IndexValue, K: Ord + Clone, T> Entry for Arc<ValueEntry<V, K, T>> {
+    type Key = V;
+    fn key(&self) -> &V {
+        &self.value
+    }
+    fn touch(&self) -> usize {
+        Arc::strong_count(self)
+    }
+}
+
 /// The storage of one index inside a snapshot, with its value type erased so that indexes of
 /// different value types sit side by side. Typed access goes back through [`Index<T, V>`].
 pub(crate) trait ErasedIndex<T: Object>: Send + Sync {
     fn name(&self) -> &str;
-    fn clone_box(&self) -> Box<dyn ErasedIndex<T>>;
     fn as_any(&self) -> &dyn Any;
     fn value_type(&self) -> &'static str;
+    fn is_unique(&self) -> bool;
     /// Fails when writing `new` under `key` would break a unique index.
     fn check(&self, key: &T::Key, new: &T) -> Result<(), StoreError>;
-    /// Moves `key` from the buckets of `old`'s values to those of `new`'s values.
+    /// A copy sharing all of this index's storage.
+    fn clone_arc(&self) -> Arc<dyn ErasedIndex<T>>;
+    /// Brings this index up to date with the object under `key` going from `old` to `new`.
+    /// Copies only the storage that another version shares.
     fn update(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>);
-    /// The keys sharing any value with `obj` (client-go's `Index`).
+    /// A new index of the same definition holding `objects`, built in one pass.
+    fn rebuilt(&self, objects: &Objects<T>) -> Arc<dyn ErasedIndex<T>>;
+    /// The objects sharing any value with `obj` (client-go's `Index`), by key.
     fn matching(&self, obj: &T) -> Vec<Arc<T>>;
-    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T>>>;
+    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T::Key, T>>>;
     fn values_str(&self) -> Option<Vec<String>>;
     fn bucket_count(&self) -> usize;
-    /// Every (value, key) pair, rendered with Debug, for consistency checks.
-    fn debug_entries(&self) -> Vec<(String, T::Key)>;
+    /// Every (value, key, object) triple, the value rendered with Debug, for consistency checks.
+    fn debug_entries(&self) -> Vec<(String, T::Key, Arc<T>)>;
     /// The values of `obj`, rendered with Debug.
     fn debug_values(&self, obj: &T) -> Vec<String>;
+    /// See [`Trie::prepare_drop`].
+    fn prepare_drop(&self);
 }
 
 pub(crate) struct TypedIndex<T: Object, V: IndexValue> {
-    name: Cow<'static, str>,
+    name: Arc<str>,
     unique: bool,
     values_fn: Arc<ValuesFn<T, V>>,
-    buckets: imbl::GenericHashMap<V, Bucket<T>, Hasher, imbl::shared_ptr::DefaultSharedPtr>,
+    buckets: Trie<Arc<ValueEntry<V, T::Key, T>>, Hasher>,
+}
+
+impl<T: Object, V: IndexValue> Clone for TypedIndex<T, V> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            unique: self.unique,
+            values_fn: self.values_fn.clone(),
+            buckets: self.buckets.clone(),
+        }
+    }
 }
 
 impl<T: Object, V: IndexValue> TypedIndex<T, V> {
+    /// The object's values, sorted and without repeats.
     fn values(&self, obj: &T) -> Vec<V> {
         let mut out = Vec::new();
         (self.values_fn)(obj, &mut out);
@@ -508,31 +621,42 @@ impl<T: Object, V: IndexValue> TypedIndex<T, V> {
         out
     }
 
-    pub(crate) fn bucket<Q>(&self, value: &Q) -> Option<&Bucket<T>>
+    pub(crate) fn bucket<Q>(&self, value: &Q) -> Option<&Bucket<T::Key, T>>
     where
         V: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.buckets.get(value)
+        self.buckets.get(value).map(|e| &e.bucket)
     }
 
     pub(crate) fn values_iter(&self) -> impl Iterator<Item = &V> {
-        self.buckets.keys()
+        self.buckets.iter().map(|e| &e.value)
+    }
+
+    /// Puts `obj` under `value`, replacing what `key` held there.
+    fn put(&mut self, value: V, key: &T::Key, obj: &Arc<T>) {
+        match self.buckets.get_mut(&value) {
+            Some(e) => Arc::make_mut(e).bucket.insert(key.clone(), obj.clone()),
+            None => {
+                let bucket = Bucket::One(key.clone(), obj.clone());
+                self.buckets.insert(Arc::new(ValueEntry { value, bucket }));
+            }
+        }
+    }
+
+    fn remove_key(&mut self, value: V, key: &T::Key) {
+        let Some(e) = self.buckets.get_mut(&value) else {
+            return;
+        };
+        if Arc::make_mut(e).bucket.remove(key) {
+            self.buckets.remove(&value);
+        }
     }
 }
 
 impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
     fn name(&self) -> &str {
         &self.name
-    }
-
-    fn clone_box(&self) -> Box<dyn ErasedIndex<T>> {
-        Box::new(Self {
-            name: self.name.clone(),
-            unique: self.unique,
-            values_fn: self.values_fn.clone(),
-            buckets: self.buckets.clone(),
-        })
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -543,17 +667,21 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
         std::any::type_name::<V>()
     }
 
+    fn is_unique(&self) -> bool {
+        self.unique
+    }
+
     fn check(&self, key: &T::Key, new: &T) -> Result<(), StoreError> {
         if !self.unique {
             return Ok(());
         }
         for value in self.values(new) {
-            if let Some(bucket) = self.buckets.get(&value)
+            if let Some(bucket) = self.bucket(&value)
                 && !bucket.contains(key)
             {
                 let holder = bucket
                     .first()
-                    .map(|o| format!("{:?}", o.key()))
+                    .map(|(k, _)| format!("{k:?}"))
                     .unwrap_or_default();
                 return Err(StoreError::UniqueViolation {
                     index: self.name.to_string(),
@@ -566,72 +694,110 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
         Ok(())
     }
 
+    fn clone_arc(&self) -> Arc<dyn ErasedIndex<T>> {
+        Arc::new(self.clone())
+    }
+
     fn update(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>) {
+        if let (Some(o), Some(n)) = (old, new)
+            && Arc::ptr_eq(o, n)
+        {
+            return;
+        }
         let old_values = old.map(|o| self.values(o)).unwrap_or_default();
         let new_values = new.map(|o| self.values(o)).unwrap_or_default();
-        for value in &old_values {
-            if new.is_some() && new_values.binary_search(value).is_ok() {
-                continue;
-            }
-            if let Some(bucket) = self.buckets.get_mut(value)
-                && bucket.remove(key)
-            {
-                self.buckets.remove(value);
+        for value in old_values {
+            if new_values.binary_search(&value).is_err() {
+                self.remove_key(value, key);
             }
         }
         if let Some(new) = new {
+            // The object changed, so even an unchanged value's bucket must hold the new one.
             for value in new_values {
-                // The object changed, so even an unchanged value's bucket must hold the new Arc.
-                match self.buckets.get_mut(&value) {
-                    Some(bucket) => bucket.insert(key.clone(), new.clone()),
-                    None => {
-                        self.buckets
-                            .insert(value, Bucket::One(key.clone(), new.clone()));
-                    }
-                }
+                self.put(value, key, new);
             }
         }
+    }
+
+    fn rebuilt(&self, objects: &Objects<T>) -> Arc<dyn ErasedIndex<T>> {
+        type Group<K, T> = Vec<(K, Arc<T>)>;
+        let mut groups: std::collections::HashMap<V, Group<T::Key, T>, Hasher> =
+            std::collections::HashMap::with_hasher(Hasher::default());
+        let mut scratch = Vec::new();
+        for ObjEntry { key, obj } in objects.iter() {
+            scratch.clear();
+            (self.values_fn)(obj, &mut scratch);
+            if scratch.len() > 1 {
+                scratch.sort_unstable();
+                scratch.dedup();
+            }
+            for value in scratch.drain(..) {
+                groups
+                    .entry(value)
+                    .or_default()
+                    .push((key.clone(), obj.clone()));
+            }
+        }
+        let entries = groups.into_iter().filter_map(|(value, mut group)| {
+            group.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let bucket = Bucket::from_sorted(group)?;
+            Some(Arc::new(ValueEntry { value, bucket }))
+        });
+        Arc::new(Self {
+            name: self.name.clone(),
+            unique: self.unique,
+            values_fn: self.values_fn.clone(),
+            buckets: Trie::from_entries(self.buckets.hasher().clone(), entries),
+        })
     }
 
     fn matching(&self, obj: &T) -> Vec<Arc<T>> {
         let values = self.values(obj);
-        let mut out: Vec<Arc<T>> = Vec::new();
-        let many = values.len() > 1;
+        let mut found: Vec<(&T::Key, &Arc<T>)> = Vec::new();
         for value in &values {
-            if let Some(bucket) = self.buckets.get(value) {
-                bucket.for_each(|_, o| out.push(o.clone()));
+            if let Some(bucket) = self.bucket(value) {
+                found.extend(bucket.iter());
             }
         }
-        if many {
-            out.sort_by_key(|o| o.key());
-            out.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        if values.len() > 1 {
+            found.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            found.dedup_by(|a, b| a.0 == b.0);
         }
-        out
+        found.into_iter().map(|(_, o)| o.clone()).collect()
     }
 
-    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T>>> {
+    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T::Key, T>>> {
         let me = (self as &dyn Any).downcast_ref::<TypedIndex<T, String>>()?;
-        Some(me.buckets.get(value))
+        Some(me.bucket(value))
     }
 
     fn values_str(&self) -> Option<Vec<String>> {
         let me = (self as &dyn Any).downcast_ref::<TypedIndex<T, String>>()?;
-        Some(me.buckets.keys().cloned().collect())
+        Some(me.values_iter().cloned().collect())
     }
 
     fn bucket_count(&self) -> usize {
         self.buckets.len()
     }
 
-    fn debug_entries(&self) -> Vec<(String, T::Key)> {
+    fn debug_entries(&self) -> Vec<(String, T::Key, Arc<T>)> {
         let mut out = Vec::new();
-        for (v, b) in &self.buckets {
-            b.for_each(|k, _| out.push((format!("{v:?}"), k.clone())));
+        for e in self.buckets.iter() {
+            let v = format!("{:?}", e.value);
+            out.extend(
+                e.bucket
+                    .iter()
+                    .map(|(k, o)| (v.clone(), k.clone(), o.clone())),
+            );
         }
         out
     }
 
     fn debug_values(&self, obj: &T) -> Vec<String> {
         self.values(obj).iter().map(|v| format!("{v:?}")).collect()
+    }
+
+    fn prepare_drop(&self) {
+        self.buckets.prepare_drop();
     }
 }

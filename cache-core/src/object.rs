@@ -90,16 +90,10 @@ impl ObjectKey {
             return Self::cluster(name);
         }
         match u32::try_from(namespace.len()) {
-            Ok(ns_len) if ns_len != NO_NAMESPACE => {
-                let mut full = String::with_capacity(namespace.len() + 1 + name.len());
-                full.push_str(namespace);
-                full.push('/');
-                full.push_str(name);
-                Self {
-                    full: full.into(),
-                    ns_len,
-                }
-            }
+            Ok(ns_len) if ns_len != NO_NAMESPACE => Self {
+                full: join(namespace, name),
+                ns_len,
+            },
             // A namespace of 4 GiB cannot come from any real source; keep it whole in the name.
             _ => Self::cluster(&format!("{namespace}/{name}")),
         }
@@ -193,6 +187,27 @@ impl fmt::Debug for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.full, f)
     }
+}
+
+/// `namespace/name` in one shared allocation. Keys are made on every write, so a short key is
+/// assembled on the stack and copied once, instead of through a `String`.
+fn join(namespace: &str, name: &str) -> Arc<str> {
+    const SHORT: usize = 128;
+    let len = namespace.len() + 1 + name.len();
+    if len <= SHORT {
+        let mut buf = [0u8; SHORT];
+        buf[..namespace.len()].copy_from_slice(namespace.as_bytes());
+        buf[namespace.len()] = b'/';
+        buf[namespace.len() + 1..len].copy_from_slice(name.as_bytes());
+        if let Ok(s) = std::str::from_utf8(&buf[..len]) {
+            return Arc::from(s);
+        }
+    }
+    let mut full = String::with_capacity(len);
+    full.push_str(namespace);
+    full.push('/');
+    full.push_str(name);
+    full.into()
 }
 
 /// A key string that is not client-go's `name` or `namespace/name`.

@@ -6,15 +6,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
+use super::trie::Trie;
 use super::{Change, Store, StoreError, TransactionError};
 use crate::index::{
-    Bucket, ErasedIndex, Hasher, Index, IndexQuery, IndexValue, Indexed, Indexer, Indexers,
-    TypedIndex,
+    BucketIter, ErasedIndex, Hasher, Index, IndexQuery, IndexValue, Indexed, Indexer, Indexers,
+    ObjEntry, Objects, TypedIndex,
 };
 use crate::object::{Object, ResourceVersion};
 
-type ObjectMap<T> =
-    imbl::GenericHashMap<<T as Object>::Key, Arc<T>, Hasher, imbl::shared_ptr::DefaultSharedPtr>;
+/// The indexes of a snapshot. Shared between snapshots until a write changes one of them.
+type IndexList<T> = Arc<Vec<Arc<dyn ErasedIndex<T>>>>;
 
 /// How many replaced snapshots the writer keeps before dropping them itself. A reader that loads
 /// a snapshot just before it is replaced almost always lets go of it within this many writes, so
@@ -83,8 +84,8 @@ struct Writer<T: Object> {
 /// A snapshot is cheap to take and cheap to hold: it shares its structure with the cache. Holding
 /// it never blocks the writer; it only keeps the objects it sees alive.
 pub struct Snapshot<T: Object> {
-    objects: ObjectMap<T>,
-    indexes: Vec<Box<dyn ErasedIndex<T>>>,
+    objects: Objects<T>,
+    indexes: IndexList<T>,
     resource_version: Option<ResourceVersion>,
 }
 
@@ -92,7 +93,7 @@ impl<T: Object> Clone for Snapshot<T> {
     fn clone(&self) -> Self {
         Self {
             objects: self.objects.clone(),
-            indexes: self.indexes.iter().map(|i| i.clone_box()).collect(),
+            indexes: self.indexes.clone(),
             resource_version: self.resource_version.clone(),
         }
     }
@@ -142,8 +143,8 @@ impl<T: Object> Cache<T> {
             }
         }
         let snapshot = Snapshot {
-            objects: ObjectMap::<T>::with_hasher(Hasher::default()),
-            indexes: kept.iter().map(Indexer::build).collect(),
+            objects: Trie::with_hasher(Hasher::default()),
+            indexes: Arc::new(kept.iter().map(Indexer::build).collect()),
             resource_version: None,
         };
         Self {
@@ -247,24 +248,49 @@ impl<T: Object> Cache<T> {
         resource_version: Option<ResourceVersion>,
     ) -> Result<(), StoreError> {
         let mut writer = self.lock();
-        let mut next = Snapshot {
-            objects: ObjectMap::<T>::with_hasher(Hasher::default()),
-            indexes: writer.indexers.iter().map(Indexer::build).collect(),
+        let hasher = self.current.load().objects.hasher().clone();
+        let total = items.len();
+        let mut entries: Vec<(T::Key, Arc<T>)> =
+            items.into_iter().map(|obj| (obj.key(), obj)).collect();
+        let mut errors = Vec::new();
+        let empty: Vec<Arc<dyn ErasedIndex<T>>> =
+            writer.indexers.iter().map(Indexer::build).collect();
+        if empty.iter().any(|i| i.is_unique()) {
+            // Unique indexes decide, in input order, which items are kept: check each item
+            // against a scratch copy that grows as items are accepted.
+            let mut scratch = Snapshot {
+                objects: Trie::with_hasher(hasher.clone()),
+                indexes: Arc::new(empty.iter().filter(|i| i.is_unique()).cloned().collect()),
+                resource_version: None,
+            };
+            let mut kept = Vec::with_capacity(entries.len());
+            for (i, (key, obj)) in entries.into_iter().enumerate() {
+                match scratch.check(&key, &obj) {
+                    Ok(()) => {
+                        let old = scratch.objects.insert(ObjEntry {
+                            key: key.clone(),
+                            obj: obj.clone(),
+                        });
+                        scratch.reindex(&key, old.as_ref().map(|e| &e.obj), Some(&obj));
+                        kept.push((key, obj));
+                    }
+                    Err(e) => errors.push((i, e)),
+                }
+            }
+            entries = kept;
+        }
+        // One pass: the primary map from the items (a later item wins over an earlier one with
+        // the same key), then each index from the primary map.
+        let objects = Trie::from_entries(
+            hasher,
+            entries.into_iter().map(|(key, obj)| ObjEntry { key, obj }),
+        );
+        let indexes = empty.iter().map(|i| i.rebuilt(&objects)).collect();
+        let next = Snapshot {
+            objects,
+            indexes: Arc::new(indexes),
             resource_version,
         };
-        let total = items.len();
-        let mut errors = Vec::new();
-        for (i, obj) in items.into_iter().enumerate() {
-            let key = obj.key();
-            if let Err(e) = next.check(&key, &obj) {
-                errors.push((i, e));
-                continue;
-            }
-            let old = next.objects.insert(key.clone(), obj.clone());
-            for index in &mut next.indexes {
-                index.update(&key, old.as_ref(), Some(&obj));
-            }
-        }
         let old = self.current.swap(Arc::new(next));
         writer.retire(old);
         TransactionError::check(total, errors).map_err(StoreError::Partial)
@@ -297,11 +323,8 @@ impl<T: Object> Cache<T> {
         }
         let mut next = Snapshot::clone(&self.current.load());
         for ix in indexers.iter() {
-            let mut index = ix.build();
-            for (key, obj) in &next.objects {
-                index.update(key, None, Some(obj));
-            }
-            next.indexes.push(index);
+            let index = ix.build().rebuilt(&next.objects);
+            Arc::make_mut(&mut next.indexes).push(index);
         }
         writer.indexers.extend(indexers.iter().cloned());
         let old = self.current.swap(Arc::new(next));
@@ -316,7 +339,7 @@ impl<T: Object> Cache<T> {
 
     /// The object with this key, from the current snapshot.
     pub fn get_by_key(&self, key: &T::Key) -> Option<Arc<T>> {
-        self.current.load().objects.get(key).cloned()
+        self.current.load().objects.get(key).map(|e| e.obj.clone())
     }
 
     /// The object with `obj`'s key.
@@ -425,10 +448,44 @@ impl<T: Object> Cache<T> {
 impl<T: Object> Writer<T> {
     fn retire(&mut self, old: Arc<Snapshot<T>>) {
         self.retired.push_back(old);
-        if self.retired.len() > RETIRED {
+        if self.retired.len() > RETIRED
+            && let Some(oldest) = self.retired.pop_front()
+        {
             // Dropped here, by the writer: if no reader holds it, its nodes are freed now.
-            self.retired.pop_front();
+            if Arc::strong_count(&oldest) == 1 {
+                oldest.objects.prepare_drop();
+                if Arc::strong_count(&oldest.indexes) == 1 {
+                    for index in oldest.indexes.iter() {
+                        if Arc::strong_count(index) == 1 {
+                            index.prepare_drop();
+                        }
+                    }
+                }
+            }
         }
+    }
+}
+
+/// How many objects [`clone_all`] looks up before cloning them.
+const CHUNK: usize = 16;
+
+/// Appends a clone of every object of `objs` to `out`. The reference counts of a chunk of
+/// objects are read before any is incremented: an atomic increment of a count that is not in
+/// cache stalls until the line arrives and holds back the loads behind it, so touching a chunk
+/// first lets those cache misses overlap.
+fn clone_all<'a, T: 'a>(out: &mut Vec<Arc<T>>, objs: impl Iterator<Item = &'a Arc<T>>) {
+    let mut objs = objs.peekable();
+    let mut chunk: [Option<&Arc<T>>; CHUNK] = [None; CHUNK];
+    while objs.peek().is_some() {
+        let mut n = 0;
+        let mut sum = 0usize;
+        for (slot, o) in chunk.iter_mut().zip(objs.by_ref()) {
+            sum = sum.wrapping_add(Arc::strong_count(o));
+            *slot = Some(o);
+            n += 1;
+        }
+        std::hint::black_box(sum);
+        out.extend(chunk[..n].iter().flatten().map(|o| Arc::clone(o)));
     }
 }
 
@@ -483,10 +540,11 @@ impl<T: Object> Snapshot<T> {
         if let Some(rv) = obj.resource_version() {
             self.resource_version = Some(rv);
         }
-        let old = self.objects.insert(key.clone(), obj.clone());
-        for index in &mut self.indexes {
-            index.update(&key, old.as_ref(), Some(&obj));
-        }
+        let old = self.objects.insert(ObjEntry {
+            key: key.clone(),
+            obj: obj.clone(),
+        });
+        self.reindex(&key, old.as_ref().map(|e| &e.obj), Some(&obj));
         Ok(())
     }
 
@@ -494,9 +552,24 @@ impl<T: Object> Snapshot<T> {
         if let Some(rv) = last.and_then(|o| o.resource_version()) {
             self.resource_version = Some(rv);
         }
-        if let Some(old) = self.objects.remove(key) {
-            for index in &mut self.indexes {
-                index.update(key, Some(&old), None);
+        if let Some(ObjEntry { key, obj: old }) = self.objects.remove(key) {
+            self.reindex(&key, Some(&old), None);
+        }
+    }
+
+    /// Brings every index up to date with the object under `key` going from `old` to `new`.
+    /// An index shared with another version is copied first (its storage stays shared), so
+    /// that the changes of one transaction after the first are made in place.
+    fn reindex(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>) {
+        if self.indexes.is_empty() {
+            return;
+        }
+        for slot in Arc::make_mut(&mut self.indexes).iter_mut() {
+            if Arc::get_mut(slot).is_none() {
+                *slot = slot.clone_arc();
+            }
+            if let Some(index) = Arc::get_mut(slot) {
+                index.update(key, old, new);
             }
         }
     }
@@ -569,32 +642,34 @@ impl<T: Object> Snapshot<T> {
 
     /// The object with this key.
     pub fn get(&self, key: &T::Key) -> Option<&Arc<T>> {
-        self.objects.get(key)
+        self.objects.get(key).map(|e| &e.obj)
     }
 
     /// Whether an object has this key.
     pub fn contains_key(&self, key: &T::Key) -> bool {
-        self.objects.contains_key(key)
+        self.objects.get(key).is_some()
     }
 
     /// Every object, in no particular order.
     pub fn list(&self) -> Vec<Arc<T>> {
-        self.objects.values().cloned().collect()
+        let mut out = Vec::with_capacity(self.objects.len());
+        clone_all(&mut out, self.objects.iter().map(|e| &e.obj));
+        out
     }
 
     /// Every object, by reference, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<T>> {
-        self.objects.values()
+        self.objects.iter().map(|e| &e.obj)
     }
 
     /// Every key, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &T::Key> {
-        self.objects.keys()
+        self.objects.iter().map(|e| &e.key)
     }
 
     /// Every key with its object, in no particular order.
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&T::Key, &Arc<T>)> {
-        self.objects.iter()
+        self.objects.iter().map(|e| (&e.key, &e.obj))
     }
 
     /// The objects whose index `index` holds `value`, ordered by key. A `String` index accepts
@@ -607,7 +682,7 @@ impl<T: Object> Snapshot<T> {
         let mut out = Vec::new();
         if let Some(bucket) = self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
             out.reserve_exact(bucket.len());
-            bucket.for_each(|_, o| out.push(o.clone()));
+            clone_all(&mut out, bucket.iter().map(|(_, o)| o));
         }
         out
     }
@@ -618,10 +693,11 @@ impl<T: Object> Snapshot<T> {
         V: IndexValue + Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        match self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
-            None => ByIter::Empty,
-            Some(Bucket::One(_, o)) => ByIter::One(Some(o)),
-            Some(Bucket::Many(m)) => ByIter::Many(m.values()),
+        ByIter {
+            inner: self
+                .typed::<V>(index.name())
+                .and_then(|i| i.bucket(value))
+                .map(|b| b.iter()),
         }
     }
 
@@ -633,7 +709,7 @@ impl<T: Object> Snapshot<T> {
     {
         self.typed::<V>(index.name())
             .and_then(|i| i.bucket(value))
-            .map_or(0, Bucket::len)
+            .map_or(0, |b| b.len())
     }
 
     /// The object holding `value` in a unique index (the first by key, for an index that is not
@@ -643,10 +719,8 @@ impl<T: Object> Snapshot<T> {
         V: IndexValue + Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.typed::<V>(index.name())?
-            .bucket(value)?
-            .first()
-            .cloned()
+        let (_, obj) = self.typed::<V>(index.name())?.bucket(value)?.first()?;
+        Some(obj.clone())
     }
 
     /// The keys of the objects whose index `index` holds `value`, in order.
@@ -657,7 +731,7 @@ impl<T: Object> Snapshot<T> {
     {
         let mut out = Vec::new();
         if let Some(bucket) = self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
-            bucket.for_each(|k, _| out.push(k.clone()));
+            out.extend(bucket.iter().map(|(k, _)| k.clone()));
         }
         out
     }
@@ -690,7 +764,8 @@ impl<T: Object> Snapshot<T> {
             })?;
         let mut out = Vec::new();
         if let Some(b) = bucket {
-            b.for_each(|_, o| out.push(o.clone()));
+            out.reserve_exact(b.len());
+            clone_all(&mut out, b.iter().map(|(_, o)| o));
         }
         Ok(out)
     }
@@ -709,7 +784,8 @@ impl<T: Object> Snapshot<T> {
         let index = self.typed_named::<V>(name)?;
         let mut out = Vec::new();
         if let Some(b) = index.bucket(value) {
-            b.for_each(|_, o| out.push(o.clone()));
+            out.reserve_exact(b.len());
+            clone_all(&mut out, b.iter().map(|(_, o)| o));
         }
         Ok(out)
     }
@@ -730,11 +806,17 @@ impl<T: Object> Snapshot<T> {
     ///
     /// As [`by_index`](Self::by_index).
     pub fn index_keys(&self, name: &str, value: &str) -> Result<Vec<T::Key>, StoreError> {
-        Ok(self
-            .by_index(name, value)?
-            .iter()
-            .map(|o| o.key())
-            .collect())
+        let index = self.find(name)?;
+        let bucket = index
+            .bucket_str(value)
+            .ok_or_else(|| StoreError::IndexValueType {
+                name: name.to_owned(),
+                actual: index.value_type(),
+                requested: std::any::type_name::<String>(),
+            })?;
+        Ok(bucket
+            .map(|b| b.iter().map(|(k, _)| k.clone()).collect())
+            .unwrap_or_default())
     }
 
     /// Every value present in the `String`-valued index `name`, sorted (client-go's
@@ -770,14 +852,25 @@ impl<T: Object> Snapshot<T> {
     /// A description of the first disagreement.
     #[doc(hidden)]
     pub fn verify_indexes(&self) -> Result<(), String> {
-        for index in &self.indexes {
+        for index in self.indexes.iter() {
             let mut expected: Vec<(String, T::Key)> = Vec::new();
-            for (key, obj) in &self.objects {
+            for ObjEntry { key, obj } in self.objects.iter() {
                 for v in index.debug_values(obj) {
                     expected.push((v, key.clone()));
                 }
             }
-            let mut actual = index.debug_entries();
+            let entries = index.debug_entries();
+            for (value, key, obj) in &entries {
+                if !self.get(key).is_some_and(|o| Arc::ptr_eq(o, obj)) {
+                    return Err(format!(
+                        "index {:?} holds under {value} an object for {key:?} that is not the \
+                         snapshot's",
+                        index.name()
+                    ));
+                }
+            }
+            let mut actual: Vec<(String, T::Key)> =
+                entries.into_iter().map(|(v, k, _)| (v, k)).collect();
             expected.sort();
             actual.sort();
             if expected != actual {
@@ -849,23 +942,15 @@ impl<T: Object> IndexQuery<T> for Cache<T> {
     }
 }
 
-/// The objects under one index value, borrowed from a [`Snapshot`]; see [`Snapshot::by_iter`].
-pub enum ByIter<'a, T: Object> {
-    /// No object.
-    Empty,
-    /// One object.
-    One(Option<&'a Arc<T>>),
-    /// Several objects.
-    Many(imbl::ordmap::Values<'a, T::Key, Arc<T>, imbl::shared_ptr::DefaultSharedPtr>),
+/// The objects under one index value, in key order, borrowed from a [`Snapshot`]; see
+/// [`Snapshot::by_iter`].
+pub struct ByIter<'a, T: Object> {
+    inner: Option<BucketIter<'a, T::Key, T>>,
 }
 
 impl<'a, T: Object> Iterator for ByIter<'a, T> {
     type Item = &'a Arc<T>;
     fn next(&mut self) -> Option<&'a Arc<T>> {
-        match self {
-            ByIter::Empty => None,
-            ByIter::One(o) => o.take(),
-            ByIter::Many(it) => it.next(),
-        }
+        self.inner.as_mut()?.next().map(|(_, o)| o)
     }
 }

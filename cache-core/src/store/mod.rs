@@ -2,6 +2,7 @@
 //! snapshot-published [`Cache`].
 
 mod cache;
+pub(crate) mod trie;
 mod undelta;
 
 use std::fmt;
