@@ -34,8 +34,20 @@
 //! # }
 //! ```
 
+mod action;
+mod context;
 mod rate_limit;
+mod runtime;
+mod telemetry;
 mod workqueue;
+
+pub use action::Action;
+pub use context::Context;
+pub use runtime::{
+    Controller, ControllerHandle, ControllerStats, DEFAULT_CONCURRENCY, DEFAULT_METRICS_INTERVAL,
+    StoreStatus,
+};
+pub use telemetry::{WorkQueueMetrics, names};
 
 pub use rate_limit::{
     BucketRateLimiter, ItemExponentialRateLimiter, MaxOfRateLimiter, RateLimiter,
@@ -45,3 +57,6 @@ pub use workqueue::{NoMetrics, QueueMetrics, WorkQueue, WorkQueueBuilder};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod runtime_tests;
