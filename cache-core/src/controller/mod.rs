@@ -36,6 +36,7 @@
 
 mod action;
 mod context;
+mod informed;
 mod rate_limit;
 mod runtime;
 mod telemetry;

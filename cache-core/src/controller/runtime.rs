@@ -188,9 +188,9 @@ impl ControllerHandle {
     }
 }
 
-struct ObservedStore {
-    name: String,
-    probe: Probe,
+pub(crate) struct ObservedStore {
+    pub(crate) name: String,
+    pub(crate) probe: Probe,
 }
 
 /// A controller: it keeps a work queue of keys, fed by triggers (changes of the primary
@@ -276,7 +276,8 @@ pub struct Controller<T: Object> {
     cache: Arc<Cache<T>>,
     ready: Vec<BoxFuture<'static, ()>>,
     triggers: Vec<BoxStream<'static, Trigger<T::Key>>>,
-    stores: Vec<ObservedStore>,
+    /// The stores whose metrics are reported; the primary cache first.
+    pub(crate) stores: Vec<ObservedStore>,
     caches: CacheMap,
     concurrency: usize,
     rate_limiter: Option<Box<dyn RateLimiter<T::Key>>>,

@@ -1059,3 +1059,250 @@ fn short_type_names() {
     assert_eq!(runtime::short_type_name::<Vec<Item>>(), "Vec");
     assert_eq!(runtime::short_type_name::<u32>(), "u32");
 }
+
+// --- on informers ----------------------------------------------------------------------------
+
+mod on_informers {
+    use super::*;
+    use crate::informer::{InformerError, SharedIndexInformer};
+
+    #[derive(Debug, Clone)]
+    struct Team {
+        name: String,
+        members: Vec<String>,
+        rv: Option<ResourceVersion>,
+    }
+
+    impl Object for Team {
+        type Key = String;
+        fn key(&self) -> String {
+            self.name.clone()
+        }
+        fn resource_version(&self) -> Option<ResourceVersion> {
+            self.rv.clone()
+        }
+    }
+
+    impl Versioned for Team {
+        fn set_resource_version(&mut self, rv: ResourceVersion) {
+            self.rv = Some(rv);
+        }
+    }
+
+    fn team(name: &str, members: &[&str]) -> Team {
+        Team {
+            name: name.to_owned(),
+            members: members.iter().map(|m| (*m).to_owned()).collect(),
+            rv: None,
+        }
+    }
+
+    fn informer<U: Versioned>(source: &MemorySource<U>, name: &str) -> SharedIndexInformer<U> {
+        SharedIndexInformer::builder_with_indexers(source.clone(), Indexers::new())
+            .name(name)
+            .build()
+    }
+
+    /// Runs the informers until `stop`; the returned task ends with them.
+    fn run_informers(
+        items: &SharedIndexInformer<Item>,
+        teams: &SharedIndexInformer<Team>,
+        stop: &CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let (items, teams, stop) = (items.clone(), teams.clone(), stop.clone());
+        tokio::spawn(async move {
+            tokio::join!(items.run(stop.clone()), teams.run(stop));
+        })
+    }
+
+    async fn record(item: Arc<Item>, ctx: Context<Item, Log>) -> Result<Action, Failed> {
+        ctx.record(&item.name);
+        Ok(Action::await_change())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn adds_and_updates_of_the_primary_informer_trigger_reconciles_deletes_do_not() {
+        let baseline = alive_tasks();
+        let (items_src, teams_src) = (MemorySource::new(), MemorySource::new());
+        items_src.put(item("a"));
+        items_src.put(item("b"));
+        let (items, teams) = (informer(&items_src, "items"), informer(&teams_src, "teams"));
+        let stop = CancellationToken::new();
+        let informers = run_informers(&items, &teams, &stop);
+        let log = Arc::new(Log::default());
+        let controller = Controller::new(&items).unwrap();
+        let handle = controller.handle();
+        let run = tokio::spawn(controller.run(record, log.clone(), stop.clone()));
+        assert!(handle.ready().await);
+        log.wait_for("a", 1).await;
+        log.wait_for("b", 1).await;
+
+        items_src.put(item("c")); // added
+        items_src.put(item("a")); // updated
+        log.wait_for("c", 1).await;
+        log.wait_for("a", 2).await;
+        items_src.delete(&"b".to_owned());
+        tokio::time::sleep(secs(5)).await;
+        assert_eq!((log.count("a"), log.count("b"), log.count("c")), (2, 1, 1));
+        stop.cancel();
+        let stats = within(run).await.unwrap();
+        within(informers).await.unwrap();
+        assert_eq!((stats.reconciles, stats.skipped), (4, 0));
+        assert_eq!(alive_tasks(), baseline);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_secondary_informer_reconciles_what_its_objects_map_to() {
+        let (items_src, teams_src) = (MemorySource::new(), MemorySource::new());
+        for name in ["a", "b", "c", "d"] {
+            items_src.put(item(name));
+        }
+        teams_src.put(team("red", &["a"]));
+        let (items, teams) = (informer(&items_src, "items"), informer(&teams_src, "teams"));
+        let stop = CancellationToken::new();
+        let informers = run_informers(&items, &teams, &stop);
+        let log = Arc::new(Log::default());
+        let controller = Controller::new(&items)
+            .unwrap()
+            .watches(&teams, |team: &Team| team.members.clone())
+            .unwrap();
+        let handle = controller.handle();
+        let run = tokio::spawn(controller.run(record, log.clone(), stop.clone()));
+        assert!(handle.ready().await);
+        for name in ["a", "b", "c", "d"] {
+            log.wait_for(name, 1).await;
+        }
+        tokio::time::sleep(secs(1)).await;
+        let counts = || ["a", "b", "c", "d"].map(|n| log.count(n));
+        // The initial add of "red" was merged with the initial pass.
+        assert_eq!(counts(), [1, 1, 1, 1]);
+
+        // Added: its members.
+        teams_src.put(team("blue", &["b"]));
+        log.wait_for("b", 2).await;
+        // Updated: the old members and the new ones.
+        teams_src.put(team("red", &["c"]));
+        log.wait_for("a", 2).await;
+        log.wait_for("c", 2).await;
+        // Deleted: its last members.
+        teams_src.delete(&"blue".to_owned());
+        log.wait_for("b", 3).await;
+        tokio::time::sleep(secs(1)).await;
+        assert_eq!(counts(), [2, 3, 2, 1]);
+        stop.cancel();
+        within(run).await.unwrap();
+        within(informers).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_reconcile_waits_for_every_informer_and_sees_their_caches() {
+        let (items_src, teams_src) = (MemorySource::new(), MemorySource::new());
+        items_src.put(item("a"));
+        for i in 0..10 {
+            teams_src.put(team(&format!("t{i}"), &["a"]));
+        }
+        // The secondary source answers late.
+        teams_src.set_delay(secs(5));
+        let (items, teams) = (informer(&items_src, "items"), informer(&teams_src, "teams"));
+        let stop = CancellationToken::new();
+        let started = Instant::now();
+        let informers = run_informers(&items, &teams, &stop);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let controller = Controller::new(&items)
+            .unwrap()
+            .watches(&teams, |team: &Team| team.members.clone())
+            .unwrap();
+        let run = tokio::spawn(controller.run(
+            |_: Arc<Item>, ctx: Context<Item, Mutex<Vec<usize>>>| async move {
+                let teams = ctx.cache_of::<Team>().map_or(0, |c| c.len());
+                ctx.lock().unwrap().push(teams);
+                Ok::<_, Failed>(Action::await_change())
+            },
+            seen.clone(),
+            stop.clone(),
+        ));
+        within(async {
+            while seen.lock().unwrap().is_empty() {
+                tokio::time::sleep(ms(10)).await;
+            }
+        })
+        .await;
+        assert!(Instant::now() - started >= secs(5));
+        assert_eq!(*seen.lock().unwrap(), [10]);
+        stop.cancel();
+        within(run).await.unwrap();
+        within(informers).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn informer_store_metrics_are_labelled_with_the_informer_name() {
+        let recorder = Arc::new(TestRecorder::default());
+        let (items_src, teams_src) = (MemorySource::new(), MemorySource::new());
+        items_src.put(item("a"));
+        items_src.put(item("b"));
+        teams_src.put(team("red", &[]));
+        let (items, teams) = (informer(&items_src, "items"), informer(&teams_src, "teams"));
+        let stop = CancellationToken::new();
+        let informers = run_informers(&items, &teams, &stop);
+        let controller = Controller::new(&items)
+            .unwrap()
+            .name("informed")
+            .watches(&teams, |team: &Team| team.members.clone())
+            .unwrap()
+            .metrics_interval(ms(100));
+        let handle = controller.handle();
+        let run = metrics::with_local_recorder(&*recorder, || {
+            controller.run(record, Arc::new(Log::default()), stop.clone())
+        });
+        let run = tokio::spawn(run);
+        assert!(handle.ready().await);
+        // The items' watch is lost: a relist follows.
+        items_src.put_dropping_watch(item("c"));
+        items_src.reset_watches();
+        within(async {
+            while items.reflector_stats().relists < 1 {
+                tokio::time::sleep(ms(100)).await;
+            }
+        })
+        .await;
+        tokio::time::sleep(secs(1)).await;
+        let (i, t) = (
+            "controller=informed,store=items",
+            "controller=informed,store=teams",
+        );
+        assert_eq!(recorder.gauge(&format!("cache_store_objects{{{i}}}")), 3.0);
+        assert_eq!(recorder.gauge(&format!("cache_store_objects{{{t}}}")), 1.0);
+        assert_eq!(
+            recorder.counter(&format!("cache_reflector_relists_total{{{i}}}")),
+            1
+        );
+        assert!(recorder.counter(&format!("cache_reflector_watch_restarts_total{{{i}}}")) >= 1);
+        assert_eq!(
+            recorder.counter(&format!("cache_reflector_relists_total{{{t}}}")),
+            0
+        );
+        stop.cancel();
+        within(run).await.unwrap();
+        within(informers).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_informer_is_refused() {
+        let (items_src, teams_src) = (MemorySource::<Item>::new(), MemorySource::<Team>::new());
+        let (items, teams) = (informer(&items_src, "items"), informer(&teams_src, "teams"));
+        let stop = CancellationToken::new();
+        let informers = run_informers(&items, &teams, &stop);
+        assert!(items.wait_for_cache_sync().await);
+        let controller = Controller::new(&items).unwrap();
+        stop.cancel();
+        within(informers).await.unwrap();
+        assert!(matches!(
+            Controller::new(&items),
+            Err(InformerError::HandlerAfterStop { .. })
+        ));
+        assert!(matches!(
+            controller.watches(&teams, |team: &Team| team.members.clone()),
+            Err(InformerError::HandlerAfterStop { .. })
+        ));
+    }
+}
