@@ -666,6 +666,19 @@ where
     }
 }
 
+/// Marks the controller stopped and not ready when dropped.
+struct StopOnDrop {
+    status: Arc<Status>,
+    ready: metrics::Gauge,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.ready.set(0.0);
+        self.status.set_phase(Phase::Stopped);
+    }
+}
+
 /// The controller's main loop and what it owns.
 struct Runner<T: Object> {
     name: String,
@@ -718,6 +731,11 @@ impl<T: Object> Runner<T> {
         P: Fn(Arc<T>, &E, &Context<T, D>) -> Action + Send + Sync + 'static,
     {
         let span = tracing::info_span!("controller", name = %self.name);
+        // However `run` ends (the future dropped included), the handles see it stopped.
+        let _stopped = StopOnDrop {
+            status: self.status.clone(),
+            ready: worker.metrics.ready.clone(),
+        };
         async move {
             info!("Starting controller");
             let mut ready = pin!(join_all(std::mem::take(&mut self.ready)));

@@ -766,6 +766,7 @@ async fn dropping_the_run_future_aborts_its_reconciles() {
         finished: AtomicU64::new(0),
     });
     let controller = Controller::for_cache(cache_of(&["a", "b"]));
+    let handle = controller.handle();
     let run = tokio::spawn(controller.run(
         |item: Arc<Item>, ctx: Context<Item, Tracked>| async move {
             let _live = ctx.live.clone();
@@ -778,7 +779,10 @@ async fn dropping_the_run_future_aborts_its_reconciles() {
     ));
     data.log.wait_for("a", 1).await;
     data.log.wait_for("b", 1).await;
+    assert!(handle.is_ready());
     run.abort();
+    within(handle.stopped()).await;
+    assert!(!handle.is_ready());
     within(async {
         while alive_tasks() > baseline || Arc::strong_count(&data.live) > 1 {
             tokio::task::yield_now().await;
