@@ -294,3 +294,21 @@ async fn handlers_added_while_the_informer_starts_get_the_list_once() {
     }
     stop(cancel, task).await;
 }
+
+/// The informer, its registrations and streams go between tasks, and `run` can be spawned.
+#[tokio::test]
+async fn the_informer_and_its_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<SharedIndexInformer<Pod>>();
+    send_sync::<HandlerRegistration>();
+    send_sync::<InformerError>();
+    let informer = informer(&MemorySource::new()).build();
+    let stream = informer.events().unwrap();
+    send(&stream);
+    send(&informer.run(CancellationToken::new()));
+    send(&informer.wait_for_cache_sync());
+    send(&stream.registration().wait_synced());
+    send(&stream.registration().wait_stopped());
+    send(&informer.shut_down_event_handler(stream.registration()));
+}
