@@ -538,13 +538,14 @@ impl<'a, K: Ord, T> Iterator for BucketIter<'a, K, T> {
 }
 
 /// One value of an index and its bucket: the entry type of an index's trie. Shared behind an
-/// `Arc`, so that copying a trie node never clones a value.
+/// `Arc`, so that copying a trie node never clones a value; the value is shared too, so that
+/// copying the entry to change its bucket does not clone it either.
 pub(crate) struct ValueEntry<V, K: Ord + Clone, T> {
-    value: V,
+    value: Arc<V>,
     pub(crate) bucket: Bucket<K, T>,
 }
 
-impl<V: Clone, K: Ord + Clone, T> Clone for ValueEntry<V, K, T> {
+impl<V, K: Ord + Clone, T> Clone for ValueEntry<V, K, T> {
     fn clone(&self) -> Self {
         Self {
             value: self.value.clone(),
@@ -633,7 +634,7 @@ impl<T: Object, V: IndexValue> TypedIndex<T, V> {
     }
 
     pub(crate) fn values_iter(&self) -> impl Iterator<Item = &V> {
-        self.buckets.iter().map(|e| &e.value)
+        self.buckets.iter().map(|e| &*e.value)
     }
 
     /// The object's values into `out` (empty on entry), sorted and without repeats.
@@ -659,7 +660,10 @@ impl<T: Object, V: IndexValue> TypedIndex<T, V> {
             Some(e) => Arc::make_mut(e).bucket.insert(key.clone(), obj.clone()),
             None => {
                 let bucket = Bucket::One(key.clone(), obj.clone());
-                self.buckets.insert(Arc::new(ValueEntry { value, bucket }));
+                self.buckets.insert(Arc::new(ValueEntry {
+                    value: Arc::new(value),
+                    bucket,
+                }));
             }
         }
     }
@@ -777,7 +781,10 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
         let entries = groups.into_iter().filter_map(|(value, mut group)| {
             group.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             let bucket = Bucket::from_sorted(group)?;
-            Some(Arc::new(ValueEntry { value, bucket }))
+            Some(Arc::new(ValueEntry {
+                value: Arc::new(value),
+                bucket,
+            }))
         });
         Arc::new(Self {
             name: self.name.clone(),
