@@ -589,6 +589,8 @@ pub(crate) trait ErasedIndex<T: Object>: Send + Sync {
     fn debug_entries(&self) -> Vec<(String, T::Key, Arc<T>)>;
     /// The values of `obj`, rendered with Debug.
     fn debug_values(&self, obj: &T) -> Vec<String>;
+    /// See [`Trie::prepare_drop`].
+    fn prepare_drop(&self);
 }
 
 pub(crate) struct TypedIndex<T: Object, V: IndexValue> {
@@ -839,5 +841,9 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
 
     fn debug_values(&self, obj: &T) -> Vec<String> {
         self.values(obj).iter().map(|v| format!("{v:?}")).collect()
+    }
+
+    fn prepare_drop(&self) {
+        self.buckets.prepare_drop();
     }
 }

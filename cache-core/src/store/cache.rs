@@ -448,10 +448,20 @@ impl<T: Object> Cache<T> {
 impl<T: Object> Writer<T> {
     fn retire(&mut self, old: Arc<Snapshot<T>>) {
         self.retired.push_back(old);
-        if self.retired.len() > RETIRED {
-            // Dropped here, by the writer: if no reader holds it, its nodes are freed now. They
-            // were built by this writer a few writes ago, so they are still in its cache.
-            drop(self.retired.pop_front());
+        if self.retired.len() > RETIRED
+            && let Some(oldest) = self.retired.pop_front()
+        {
+            // Dropped here, by the writer: if no reader holds it, its nodes are freed now.
+            if Arc::strong_count(&oldest) == 1 {
+                oldest.objects.prepare_drop();
+                if Arc::strong_count(&oldest.indexes) == 1 {
+                    for index in oldest.indexes.iter() {
+                        if Arc::strong_count(index) == 1 {
+                            index.prepare_drop();
+                        }
+                    }
+                }
+            }
         }
     }
 }

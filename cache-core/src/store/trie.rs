@@ -277,6 +277,23 @@ impl<E: Entry, S: BuildHasher + Clone> Trie<E, S> {
         Some(old)
     }
 
+    /// Before this version is dropped: touches the reference counts that dropping its own nodes
+    /// (those no other version shares) will decrement. See [`touch`].
+    pub(crate) fn prepare_drop(&self) {
+        fn walk<E: Entry>(slots: &Arc<[Slot<E>]>) {
+            if Arc::strong_count(slots) != 1 {
+                return;
+            }
+            std::hint::black_box(touch(slots));
+            for s in slots.iter() {
+                if let Slot::Node(_, child) = s {
+                    walk(child);
+                }
+            }
+        }
+        walk(&self.root);
+    }
+
     /// Every entry, in hash order.
     pub(crate) fn iter(&self) -> Iter<'_, E> {
         Iter {
