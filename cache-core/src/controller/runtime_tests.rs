@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::reflector::{Reflector, ReflectorStats};
 use crate::source::memory::{MemorySource, Versioned};
+use crate::test_support::{self, Item};
 use crate::{Cache, Indexers, Object, ResourceVersion};
 
 fn ms(n: u64) -> Duration {
@@ -35,37 +36,12 @@ async fn within<F: Future>(f: F) -> F::Output {
         .expect("the controller hung")
 }
 
-#[derive(Debug, Clone)]
-struct Item {
-    name: String,
-    rv: Option<ResourceVersion>,
-}
-
-impl Object for Item {
-    type Key = String;
-    fn key(&self) -> String {
-        self.name.clone()
-    }
-    fn resource_version(&self) -> Option<ResourceVersion> {
-        self.rv.clone()
-    }
-}
-
-impl Versioned for Item {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
-
 fn item(name: &str) -> Item {
-    Item {
-        name: name.to_owned(),
-        rv: None,
-    }
+    test_support::item(name, 0)
 }
 
 fn cache_of(names: &[&str]) -> Arc<Cache<Item>> {
-    let cache = Arc::new(Cache::with_indexers(Indexers::new()));
+    let cache = test_support::cache();
     for name in names {
         cache.add(Arc::new(item(name))).unwrap();
     }

@@ -7,32 +7,10 @@ use std::sync::atomic::AtomicUsize;
 use futures::channel::mpsc::{UnboundedSender, unbounded};
 
 use super::*;
-use crate::source::memory::{MemorySource, MemorySourceConfig, Versioned};
+use crate::source::memory::{MemorySource, MemorySourceConfig};
 use crate::source::{BoxFuture, ListWatch};
+use crate::test_support::{Item as Pod, cache};
 use crate::{Cache, Indexer, Indexers};
-
-#[derive(Clone, Debug, PartialEq)]
-struct Pod {
-    name: String,
-    value: u32,
-    rv: Option<ResourceVersion>,
-}
-
-impl Object for Pod {
-    type Key = String;
-    fn key(&self) -> String {
-        self.name.clone()
-    }
-    fn resource_version(&self) -> Option<ResourceVersion> {
-        self.rv.clone()
-    }
-}
-
-impl Versioned for Pod {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
 
 fn pod(name: &str, rv: u64) -> Arc<Pod> {
     Arc::new(Pod {
@@ -48,10 +26,6 @@ fn new_pod(name: &str, value: u32) -> Pod {
         value,
         rv: None,
     }
-}
-
-fn cache() -> Arc<Cache<Pod>> {
-    Arc::new(Cache::with_indexers(Indexers::new()))
 }
 
 /// The store's content as `name@rv`, sorted.
