@@ -795,6 +795,16 @@ fn render(key: &Key) -> String {
     format!("{}{{{}}}", key.name(), labels.join(","))
 }
 
+/// The metric registered under `key`, created on first use.
+fn slot<M: Default>(metrics: &Mutex<HashMap<String, Arc<M>>>, key: &Key) -> Arc<M> {
+    metrics
+        .lock()
+        .unwrap()
+        .entry(render(key))
+        .or_default()
+        .clone()
+}
+
 impl TestRecorder {
     fn counter(&self, key: &str) -> u64 {
         self.counters
@@ -835,36 +845,15 @@ impl Recorder for TestRecorder {
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        Counter::from_arc(
-            self.counters
-                .lock()
-                .unwrap()
-                .entry(render(key))
-                .or_default()
-                .clone(),
-        )
+        Counter::from_arc(slot(&self.counters, key))
     }
 
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::from_arc(
-            self.gauges
-                .lock()
-                .unwrap()
-                .entry(render(key))
-                .or_default()
-                .clone(),
-        )
+        Gauge::from_arc(slot(&self.gauges, key))
     }
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::from_arc(
-            self.histograms
-                .lock()
-                .unwrap()
-                .entry(render(key))
-                .or_default()
-                .clone(),
-        )
+        Histogram::from_arc(slot(&self.histograms, key))
     }
 }
 
