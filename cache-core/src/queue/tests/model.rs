@@ -86,12 +86,15 @@ fn apply_to_map(map: &mut BTreeMap<ObjectKey, Arc<Obj>>, deltas: &[Delta<Obj>]) 
     }
 }
 
+/// What one pop hands out: the deltas and whether they belong to the first list.
+type Popped = (Vec<Delta<Obj>>, bool);
+
 /// Checks a pop against the model's: both found nothing, or both popped the same deltas (then
 /// applied to the model's known objects).
 fn check_pop(
     step: usize,
-    want: Option<(Vec<Delta<Obj>>, bool)>,
-    got: Option<Result<(Vec<Delta<Obj>>, bool), Closed>>,
+    want: Option<Popped>,
+    got: Option<Result<Popped, Closed>>,
     model_known: &mut BTreeMap<ObjectKey, Arc<Obj>>,
 ) -> Result<(), TestCaseError> {
     match (want, got) {
