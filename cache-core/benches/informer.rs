@@ -10,62 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_core::informer::{EventHandler, QueueKind, SharedIndexInformer};
-use cache_core::source::memory::{MemorySource, MemorySourceConfig, Versioned};
-use cache_core::{DeletedObject, Index, Indexer, Indexers, Object, ObjectKey, ResourceVersion};
+use cache_core::{DeletedObject, Indexers};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
-const OBJECTS: usize = 100_000;
-const EVENTS: usize = 10_000;
+mod support;
 
-/// About 500 bytes, as in the other benchmarks: a key, a node, a version and a payload.
-#[derive(Clone, Debug)]
-struct Pod {
-    namespace: String,
-    name: String,
-    node: String,
-    rv: Option<ResourceVersion>,
-    #[allow(dead_code)] // the body of a real object: carried, never read here
-    payload: String,
-}
-
-impl Object for Pod {
-    type Key = ObjectKey;
-    fn key(&self) -> ObjectKey {
-        ObjectKey::new(&self.namespace, &self.name)
-    }
-    fn resource_version(&self) -> Option<ResourceVersion> {
-        self.rv.clone()
-    }
-}
-
-impl Versioned for Pod {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
-
-const NAMESPACE: Index<Pod, String> = Index::new("namespace");
-const NODE: Index<Pod, String> = Index::new("node");
-
-fn pod(i: usize, node: usize) -> Pod {
-    Pod {
-        namespace: format!("ns-{:03}", i % 100),
-        name: format!("pod-{i:08}"),
-        node: format!("node-{:04}", node % 1000),
-        rv: None,
-        payload: "x".repeat(400),
-    }
-}
-
-fn two_indexes() -> Indexers<Pod> {
-    Indexers::new()
-        .with(Indexer::for_index(NAMESPACE, |p: &Pod| {
-            [p.namespace.clone()]
-        }))
-        .with(Indexer::for_index(NODE, |p: &Pod| [p.node.clone()]))
-}
+use support::pods::{EVENTS, OBJECTS, Pod, pod, runtime, source, two_indexes};
 
 /// Counts what it is told.
 #[derive(Clone, Default)]
@@ -87,24 +38,6 @@ impl EventHandler<Pod> for Count {
     fn on_delete(&self, _: DeletedObject<Pod>) {
         self.0.fetch_add(1, Ordering::Release);
     }
-}
-
-fn source(watch_list: bool) -> MemorySource<Pod> {
-    let config = MemorySourceConfig::default()
-        .watch_list(watch_list)
-        .history_limit(4 * EVENTS);
-    let source = MemorySource::with_config(config);
-    for i in 0..OBJECTS {
-        source.put(pod(i, i));
-    }
-    source
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
 }
 
 fn initial_sync(c: &mut Criterion) {

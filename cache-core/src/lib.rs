@@ -93,3 +93,6 @@ pub use cache_derive::Indexed;
 
 #[doc(hidden)]
 pub mod __private;
+
+#[cfg(test)]
+mod test_support;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::reflector::{Reflector, ReflectorStats};
 use crate::source::memory::{MemorySource, Versioned};
+use crate::test_support::{self, Item};
 use crate::{Cache, Indexers, Object, ResourceVersion};
 
 fn ms(n: u64) -> Duration {
@@ -35,37 +36,12 @@ async fn within<F: Future>(f: F) -> F::Output {
         .expect("the controller hung")
 }
 
-#[derive(Debug, Clone)]
-struct Item {
-    name: String,
-    rv: Option<ResourceVersion>,
-}
-
-impl Object for Item {
-    type Key = String;
-    fn key(&self) -> String {
-        self.name.clone()
-    }
-    fn resource_version(&self) -> Option<ResourceVersion> {
-        self.rv.clone()
-    }
-}
-
-impl Versioned for Item {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
-
 fn item(name: &str) -> Item {
-    Item {
-        name: name.to_owned(),
-        rv: None,
-    }
+    test_support::item(name, 0)
 }
 
 fn cache_of(names: &[&str]) -> Arc<Cache<Item>> {
-    let cache = Arc::new(Cache::with_indexers(Indexers::new()));
+    let cache = test_support::cache();
     for name in names {
         cache.add(Arc::new(item(name))).unwrap();
     }
@@ -819,6 +795,16 @@ fn render(key: &Key) -> String {
     format!("{}{{{}}}", key.name(), labels.join(","))
 }
 
+/// The metric registered under `key`, created on first use.
+fn slot<M: Default>(metrics: &Mutex<HashMap<String, Arc<M>>>, key: &Key) -> Arc<M> {
+    metrics
+        .lock()
+        .unwrap()
+        .entry(render(key))
+        .or_default()
+        .clone()
+}
+
 impl TestRecorder {
     fn counter(&self, key: &str) -> u64 {
         self.counters
@@ -859,36 +845,15 @@ impl Recorder for TestRecorder {
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        Counter::from_arc(
-            self.counters
-                .lock()
-                .unwrap()
-                .entry(render(key))
-                .or_default()
-                .clone(),
-        )
+        Counter::from_arc(slot(&self.counters, key))
     }
 
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::from_arc(
-            self.gauges
-                .lock()
-                .unwrap()
-                .entry(render(key))
-                .or_default()
-                .clone(),
-        )
+        Gauge::from_arc(slot(&self.gauges, key))
     }
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::from_arc(
-            self.histograms
-                .lock()
-                .unwrap()
-                .entry(render(key))
-                .or_default()
-                .clone(),
-        )
+        Histogram::from_arc(slot(&self.histograms, key))
     }
 }
 

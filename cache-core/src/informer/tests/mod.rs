@@ -17,41 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::Indexer;
 use crate::queue::DeletedObject;
-use crate::source::memory::{MemorySource, Versioned};
-
-#[derive(Clone, Debug, PartialEq)]
-struct Pod {
-    name: String,
-    value: u32,
-    uid: String,
-    rv: Option<ResourceVersion>,
-}
-
-impl Object for Pod {
-    type Key = String;
-    fn key(&self) -> String {
-        self.name.clone()
-    }
-    fn resource_version(&self) -> Option<ResourceVersion> {
-        self.rv.clone()
-    }
-}
-
-impl Versioned for Pod {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
-
-/// A pod as a source takes it (the source stamps the version).
-fn pod(name: &str, value: u32) -> Pod {
-    Pod {
-        name: name.into(),
-        value,
-        uid: format!("uid-{name}"),
-        rv: None,
-    }
-}
+use crate::source::memory::MemorySource;
+use crate::test_support::{Item as Pod, item as pod, until};
 
 /// A pod as a queue or cache holds it.
 fn stored(name: &str, value: u32, rv: u64) -> Arc<Pod> {
@@ -86,18 +53,6 @@ async fn stop(cancel: CancellationToken, task: JoinHandle<()>) {
         .await
         .expect("run returns after the cancel")
         .unwrap();
-}
-
-/// Waits (in paused time) until `cond` holds; fails after a simulated hour.
-async fn until(what: &str, cond: impl Fn() -> bool) {
-    let wait = async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(3600), wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
 /// A handler that writes down what it gets, one line per notification:
