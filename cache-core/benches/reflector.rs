@@ -8,66 +8,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cache_core::reflector::Reflector;
-use cache_core::source::memory::{MemorySource, MemorySourceConfig, Versioned};
 use cache_core::{
-    Cache, Change, Index, Indexer, Indexers, Object, ObjectKey, ResourceVersion, Store, StoreError,
+    Cache, Change, Indexers, Object, ObjectKey, ResourceVersion, Store, StoreError,
     TransactionError,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
-const OBJECTS: usize = 100_000;
-const EVENTS: usize = 10_000;
+mod support;
 
-/// About 500 bytes, as in the other benchmarks: a key, a node, a version and a payload.
-#[derive(Clone, Debug)]
-struct Pod {
-    namespace: String,
-    name: String,
-    node: String,
-    rv: Option<ResourceVersion>,
-    #[allow(dead_code)] // the body of a real object: carried, never read here
-    payload: String,
-}
-
-impl Object for Pod {
-    type Key = ObjectKey;
-    fn key(&self) -> ObjectKey {
-        ObjectKey::new(&self.namespace, &self.name)
-    }
-    fn resource_version(&self) -> Option<ResourceVersion> {
-        self.rv.clone()
-    }
-}
-
-impl Versioned for Pod {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
-
-const NAMESPACE: Index<Pod, String> = Index::new("namespace");
-const NODE: Index<Pod, String> = Index::new("node");
-
-fn pod(i: usize, node: usize) -> Pod {
-    Pod {
-        namespace: format!("ns-{:03}", i % 100),
-        name: format!("pod-{i:08}"),
-        node: format!("node-{:04}", node % 1000),
-        rv: None,
-        payload: "x".repeat(400),
-    }
-}
+use support::pods::{EVENTS, OBJECTS, Pod, pod, runtime, source, two_indexes};
 
 fn indexed() -> Arc<Cache<Pod>> {
-    Arc::new(Cache::with_indexers(
-        Indexers::new()
-            .with(Indexer::for_index(NAMESPACE, |p: &Pod| {
-                [p.namespace.clone()]
-            }))
-            .with(Indexer::for_index(NODE, |p: &Pod| [p.node.clone()])),
-    ))
+    Arc::new(Cache::with_indexers(two_indexes()))
 }
 
 fn plain() -> Arc<Cache<Pod>> {
@@ -129,24 +82,6 @@ impl Store<Pod> for Discard {
         }
         Ok(())
     }
-}
-
-fn source(watch_list: bool) -> MemorySource<Pod> {
-    let config = MemorySourceConfig::default()
-        .watch_list(watch_list)
-        .history_limit(4 * EVENTS);
-    let source = MemorySource::with_config(config);
-    for i in 0..OBJECTS {
-        source.put(pod(i, i));
-    }
-    source
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
 }
 
 fn initial_sync(c: &mut Criterion) {

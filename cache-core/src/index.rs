@@ -295,6 +295,7 @@ impl<T: Object> Indexer<T> {
                     unique,
                     values_fn: f.clone(),
                     buckets: Trie::with_hasher(Hasher::default()),
+                    scratch: (Vec::new(), Vec::new()),
                 })
             }),
         }
@@ -537,13 +538,14 @@ impl<'a, K: Ord, T> Iterator for BucketIter<'a, K, T> {
 }
 
 /// One value of an index and its bucket: the entry type of an index's trie. Shared behind an
-/// `Arc`, so that copying a trie node never clones a value.
+/// `Arc`, so that copying a trie node never clones a value; the value is shared too, so that
+/// copying the entry to change its bucket does not clone it either.
 pub(crate) struct ValueEntry<V, K: Ord + Clone, T> {
-    value: V,
+    value: Arc<V>,
     pub(crate) bucket: Bucket<K, T>,
 }
 
-impl<V: Clone, K: Ord + Clone, T> Clone for ValueEntry<V, K, T> {
+impl<V, K: Ord + Clone, T> Clone for ValueEntry<V, K, T> {
     fn clone(&self) -> Self {
         Self {
             value: self.value.clone(),
@@ -596,6 +598,9 @@ pub(crate) struct TypedIndex<T: Object, V: IndexValue> {
     unique: bool,
     values_fn: Arc<ValuesFn<T, V>>,
     buckets: Trie<Arc<ValueEntry<V, T::Key, T>>, Hasher>,
+    /// Reused by `update` for the old and the new object's values, so that a write allocates
+    /// no vectors.
+    scratch: (Vec<V>, Vec<V>),
 }
 
 impl<T: Object, V: IndexValue> Clone for TypedIndex<T, V> {
@@ -605,6 +610,7 @@ impl<T: Object, V: IndexValue> Clone for TypedIndex<T, V> {
             unique: self.unique,
             values_fn: self.values_fn.clone(),
             buckets: self.buckets.clone(),
+            scratch: (Vec::new(), Vec::new()),
         }
     }
 }
@@ -630,7 +636,24 @@ impl<T: Object, V: IndexValue> TypedIndex<T, V> {
     }
 
     pub(crate) fn values_iter(&self) -> impl Iterator<Item = &V> {
-        self.buckets.iter().map(|e| &e.value)
+        self.buckets.iter().map(|e| &*e.value)
+    }
+
+    /// The object's values into `out` (empty on entry), sorted and without repeats.
+    fn values_into(&self, obj: &T, out: &mut Vec<V>) {
+        (self.values_fn)(obj, out);
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+    }
+
+    /// Puts `obj` under `value`, which already holds `key`, without cloning the value.
+    fn replace_in(&mut self, value: &V, key: &T::Key, obj: &Arc<T>) {
+        match self.buckets.get_mut(value) {
+            Some(e) => Arc::make_mut(e).bucket.insert(key.clone(), obj.clone()),
+            None => self.put(value.clone(), key, obj),
+        }
     }
 
     /// Puts `obj` under `value`, replacing what `key` held there.
@@ -639,7 +662,10 @@ impl<T: Object, V: IndexValue> TypedIndex<T, V> {
             Some(e) => Arc::make_mut(e).bucket.insert(key.clone(), obj.clone()),
             None => {
                 let bucket = Bucket::One(key.clone(), obj.clone());
-                self.buckets.insert(Arc::new(ValueEntry { value, bucket }));
+                self.buckets.insert(Arc::new(ValueEntry {
+                    value: Arc::new(value),
+                    bucket,
+                }));
             }
         }
     }
@@ -704,19 +730,35 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
         {
             return;
         }
-        let old_values = old.map(|o| self.values(o)).unwrap_or_default();
-        let new_values = new.map(|o| self.values(o)).unwrap_or_default();
-        for value in old_values {
-            if new_values.binary_search(&value).is_err() {
-                self.remove_key(value, key);
+        let (mut old_values, mut new_values) = std::mem::take(&mut self.scratch);
+        if let Some(o) = old {
+            self.values_into(o, &mut old_values);
+        }
+        if let Some(n) = new {
+            self.values_into(n, &mut new_values);
+        }
+        if let (Some(new), [o], [n]) = (new, &old_values[..], &new_values[..])
+            && o == n
+        {
+            // The common update: one value, unchanged. The bucket stays; it must still hold
+            // the new object.
+            self.replace_in(n, key, new);
+        } else {
+            for value in old_values.drain(..) {
+                if new_values.binary_search(&value).is_err() {
+                    self.remove_key(value, key);
+                }
+            }
+            if let Some(new) = new {
+                // The object changed, so even an unchanged value's bucket must hold the new one.
+                for value in new_values.drain(..) {
+                    self.put(value, key, new);
+                }
             }
         }
-        if let Some(new) = new {
-            // The object changed, so even an unchanged value's bucket must hold the new one.
-            for value in new_values {
-                self.put(value, key, new);
-            }
-        }
+        old_values.clear();
+        new_values.clear();
+        self.scratch = (old_values, new_values);
     }
 
     fn rebuilt(&self, objects: &Objects<T>) -> Arc<dyn ErasedIndex<T>> {
@@ -741,13 +783,17 @@ impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
         let entries = groups.into_iter().filter_map(|(value, mut group)| {
             group.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             let bucket = Bucket::from_sorted(group)?;
-            Some(Arc::new(ValueEntry { value, bucket }))
+            Some(Arc::new(ValueEntry {
+                value: Arc::new(value),
+                bucket,
+            }))
         });
         Arc::new(Self {
             name: self.name.clone(),
             unique: self.unique,
             values_fn: self.values_fn.clone(),
             buckets: Trie::from_entries(self.buckets.hasher().clone(), entries),
+            scratch: (Vec::new(), Vec::new()),
         })
     }
 

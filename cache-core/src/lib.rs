@@ -14,6 +14,8 @@
 //!   [`#[derive(Indexed)]`](derive@Indexed);
 //! - [`lister`]: reads by Kubernetes label selector ([`LabelSelector`]) and by namespace;
 //! - [`controller`]: the rate-limited [`WorkQueue`] a controller works from.
+//! - [`informer`]: the [`SharedIndexInformer`]: one list+watch shared as an indexed cache and
+//!   as notifications to any number of handlers.
 //!
 //! # Example
 //!
@@ -59,6 +61,7 @@
 
 pub mod controller;
 pub mod index;
+pub mod informer;
 pub mod lister;
 pub mod object;
 pub mod queue;
@@ -68,6 +71,9 @@ pub mod store;
 
 pub use controller::{QueueMetrics, RateLimiter, WorkQueue};
 pub use index::{Index, IndexValue, Indexed, Indexer, Indexers};
+pub use informer::{
+    EventHandler, HandlerFns, HandlerRegistration, InformerEvent, SharedIndexInformer,
+};
 pub use lister::{LabelSelector, Labels, Lister, NamespaceLister, SelectorParseError};
 pub use object::{KeyParseError, Object, ObjectKey, ResourceVersion};
 pub use queue::{
@@ -87,3 +93,6 @@ pub use cache_derive::Indexed;
 
 #[doc(hidden)]
 pub mod __private;
+
+#[cfg(test)]
+mod test_support;

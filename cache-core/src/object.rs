@@ -168,6 +168,15 @@ impl Hash for ObjectKey {
 impl Ord for ObjectKey {
     /// Namespace first (cluster-scoped keys sort first), then name.
     fn cmp(&self, other: &Self) -> Ordering {
+        if self.ns_len == other.ns_len {
+            // Namespaces of equal length (or none): comparing the whole `ns/name` strings
+            // compares the namespaces first (same length, so the first differing byte decides),
+            // then, past the equal `/`, the names. One comparison instead of two.
+            if Arc::ptr_eq(&self.full, &other.full) {
+                return Ordering::Equal;
+            }
+            return self.full.as_bytes().cmp(other.full.as_bytes());
+        }
         (self.namespace(), self.name()).cmp(&(other.namespace(), other.name()))
     }
 }
@@ -277,6 +286,26 @@ impl fmt::Debug for ResourceVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Keys sort by namespace (cluster-scoped first), then by name, whatever the lengths
+        /// and bytes of the parts.
+        #[test]
+        fn keys_order_by_namespace_then_name(
+            a in ("[a-c/-]{0,3}", "[a-c.-]{0,3}"),
+            b in ("[a-c/-]{0,3}", "[a-c.-]{0,3}"),
+        ) {
+            let ka = ObjectKey::new(&a.0, &a.1);
+            let kb = ObjectKey::new(&b.0, &b.1);
+            let expected = (ka.namespace(), ka.name()).cmp(&(kb.namespace(), kb.name()));
+            proptest::prop_assert_eq!(ka.cmp(&kb), expected);
+            proptest::prop_assert_eq!(ka.cmp(&ka.clone()), std::cmp::Ordering::Equal);
+            fn norm<'a>(ns: &'a str, n: &'a str) -> (Option<&'a str>, &'a str) {
+                (if ns.is_empty() { None } else { Some(ns) }, n)
+            }
+            proptest::prop_assert_eq!(ka.cmp(&kb), norm(&a.0, &a.1).cmp(&norm(&b.0, &b.1)));
+        }
+    }
 
     #[test]
     fn key_string_form_is_client_gos() {

@@ -3,7 +3,7 @@
 //! Start a local etcd first (see the README, "The etcd source"), then:
 //!
 //! ```sh
-//! cargo run -p examples --example etcd_watch -- --endpoints 127.0.0.1:2379 --seed 50
+//! cargo run -p examples --features etcd --example etcd_watch -- --endpoints 127.0.0.1:2379 --seed 50
 //! ```
 //!
 //! Each value under the prefix (default `/registry/pods/`) is a JSON pod:

@@ -1,6 +1,8 @@
-//! Shared by the benchmark binaries: the workload and the client-go-style baseline.
+//! Shared by the benchmark binaries: the workload, the embedded-source pods and the
+//! client-go-style baseline.
 
 #![allow(dead_code)]
 
 pub mod baseline;
+pub mod pods;
 pub mod workload;

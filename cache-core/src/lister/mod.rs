@@ -42,7 +42,9 @@
 
 mod selector;
 
+use std::borrow::Borrow;
 use std::fmt;
+use std::hash::Hash;
 use std::sync::Arc;
 
 pub use selector::{
@@ -50,7 +52,7 @@ pub use selector::{
     SelectorParseError,
 };
 
-use crate::index::Indexer;
+use crate::index::{Index, IndexQuery, IndexValue, Indexer};
 use crate::object::{Object, ObjectKey};
 use crate::store::{Cache, Snapshot};
 
@@ -132,6 +134,30 @@ where
             cache: self.cache.clone(),
             namespace: namespace.into(),
         }
+    }
+}
+
+/// The typed index queries on the lister's cache, so that the query methods of
+/// `#[derive(Indexed)]` (`by_node`, ...) work on a lister too. Each answers from one snapshot.
+impl<T: Object> IndexQuery<T> for Lister<T> {
+    fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.cache.by(index, value)
+    }
+
+    fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.cache.by_unique(index, value)
+    }
+
+    fn values<V: IndexValue>(&self, index: Index<T, V>) -> Vec<V> {
+        self.cache.values(index)
     }
 }
 

@@ -4,9 +4,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::fifo::all_closed;
 use super::signal::{Population, Signals};
-use super::{Closed, DeletedFinalStateUnknown, DeletedObject, Delta, KnownObjects, Transformer};
+use super::{Closed, DeletedObject, Delta, KnownObjects, Transformer, all_closed, tombstone};
 use crate::index::Hasher;
 use crate::object::{Object, ResourceVersion};
 use crate::store::{Change, Store, StoreError, TransactionError};
@@ -299,22 +298,7 @@ impl<T: Object> DeltaFifo<T> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // Every change to the state completes without calling user code; a poisoned lock
-        // leaves it consistent.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn open(&self) -> Result<MutexGuard<'_, State<T>>, StoreError> {
-        let state = self.lock();
-        if self.signals.is_closed() {
-            Err(StoreError::Closed)
-        } else {
-            Ok(state)
-        }
-    }
+    queue_lifecycle!();
 
     fn transform(&self, obj: Arc<T>) -> Arc<T> {
         match &self.transformer {
@@ -361,40 +345,9 @@ impl<T: Object> DeltaFifo<T> {
         Ok(process(deltas, initial))
     }
 
-    /// Whether the first list has been popped and processed (see the [module docs](super)).
-    pub fn has_synced(&self) -> bool {
-        self.signals.has_synced()
-    }
-
-    /// Waits until [`has_synced`](Self::has_synced).
-    ///
-    /// # Errors
-    ///
-    /// [`Closed`] if the queue is closed before it syncs.
-    pub async fn wait_synced(&self) -> Result<(), Closed> {
-        self.signals.wait_synced().await
-    }
-
-    /// Closes the queue: waiting pops return [`Closed`], writes are refused. What is queued can
-    /// still be popped.
-    pub fn close(&self) {
-        let _state = self.lock();
-        self.signals.close();
-    }
-
-    /// Whether [`close`](Self::close) was called.
-    pub fn is_closed(&self) -> bool {
-        self.signals.is_closed()
-    }
-
     /// How many keys are queued.
     pub fn len(&self) -> usize {
         self.lock().queue.len()
-    }
-
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// A copy of the deltas queued for `key`, oldest first.
@@ -460,30 +413,23 @@ impl<T: Object> Drop for Processed<'_, T> {
 impl<T: Object> Store<T> for DeltaFifo<T> {
     fn add(&self, obj: Arc<T>) -> Result<(), StoreError> {
         let obj = self.transform(obj);
-        let mut state = self.open()?;
-        self.put(&mut state, Delta::Added(obj.clone()), &obj);
-        drop(state);
-        self.signals.item_ready();
-        Ok(())
+        self.write(|state| {
+            self.put(state, Delta::Added(obj.clone()), &obj);
+            true
+        })
     }
 
     fn update(&self, obj: Arc<T>) -> Result<(), StoreError> {
         let obj = self.transform(obj);
-        let mut state = self.open()?;
-        self.put(&mut state, Delta::Updated(obj.clone()), &obj);
-        drop(state);
-        self.signals.item_ready();
-        Ok(())
+        self.write(|state| {
+            self.put(state, Delta::Updated(obj.clone()), &obj);
+            true
+        })
     }
 
     fn delete(&self, obj: Arc<T>) -> Result<(), StoreError> {
         let obj = self.transform(obj);
-        let mut state = self.open()?;
-        if self.remove(&mut state, obj) {
-            drop(state);
-            self.signals.item_ready();
-        }
-        Ok(())
+        self.write(|state| self.remove(state, obj))
     }
 
     /// The newest object queued for each key (a tombstone's last known state; none when it
@@ -629,29 +575,18 @@ impl<T: Object> Store<T> for DeltaFifo<T> {
                 Change::Delete(o) => Change::Delete(self.transform(o)),
             })
             .collect();
-        let Ok(mut state) = self.open() else {
-            return Err(all_closed(total));
-        };
-        for change in changes {
-            match change {
-                Change::Add(o) => self.put(&mut state, Delta::Added(o.clone()), &o),
-                Change::Update(o) => self.put(&mut state, Delta::Updated(o.clone()), &o),
-                Change::Delete(o) => {
-                    self.remove(&mut state, o);
+        self.write_batch(total, |state| {
+            for change in changes {
+                match change {
+                    Change::Add(o) => self.put(state, Delta::Added(o.clone()), &o),
+                    Change::Update(o) => self.put(state, Delta::Updated(o.clone()), &o),
+                    Change::Delete(o) => {
+                        self.remove(state, o);
+                    }
                 }
             }
-        }
-        drop(state);
-        self.signals.item_ready();
-        Ok(())
+        })
     }
-}
-
-fn tombstone<T: Object>(key: T::Key, object: Option<Arc<T>>) -> Delta<T> {
-    Delta::Deleted(DeletedObject::Tombstone(DeletedFinalStateUnknown {
-        key,
-        object,
-    }))
 }
 
 impl<T: Object> super::Queue<T> for DeltaFifo<T> {
@@ -664,19 +599,5 @@ impl<T: Object> super::Queue<T> for DeltaFifo<T> {
             .await
     }
 
-    fn has_synced(&self) -> bool {
-        DeltaFifo::has_synced(self)
-    }
-
-    async fn wait_synced(&self) -> Result<(), Closed> {
-        DeltaFifo::wait_synced(self).await
-    }
-
-    fn close(&self) {
-        DeltaFifo::close(self);
-    }
-
-    fn is_closed(&self) -> bool {
-        DeltaFifo::is_closed(self)
-    }
+    forward_queue_lifecycle!(DeltaFifo);
 }

@@ -4,8 +4,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::Closed;
 use super::signal::{Population, Signals};
+use super::{Closed, all_closed};
 use crate::index::Hasher;
 use crate::object::{Object, ResourceVersion};
 use crate::store::{Change, Store, StoreError, TransactionError};
@@ -91,22 +91,7 @@ impl<T: Object> Fifo<T> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // The state is only changed in small steps that cannot panic halfway; a poisoned lock
-        // (a panic elsewhere while holding it) leaves it consistent.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn open(&self) -> Result<MutexGuard<'_, State<T>>, StoreError> {
-        let state = self.lock();
-        if self.signals.is_closed() {
-            Err(StoreError::Closed)
-        } else {
-            Ok(state)
-        }
-    }
+    queue_lifecycle!();
 
     /// Waits for the next object and hands it to `process` with whether it belongs to the first
     /// list (`is_in_initial_list`); returns what `process` returned.
@@ -140,40 +125,9 @@ impl<T: Object> Fifo<T> {
         Ok(process(obj, initial))
     }
 
-    /// Whether the first list has been popped and processed (see the [module docs](super)).
-    pub fn has_synced(&self) -> bool {
-        self.signals.has_synced()
-    }
-
-    /// Waits until [`has_synced`](Self::has_synced).
-    ///
-    /// # Errors
-    ///
-    /// [`Closed`] if the queue is closed before it syncs.
-    pub async fn wait_synced(&self) -> Result<(), Closed> {
-        self.signals.wait_synced().await
-    }
-
-    /// Closes the queue: waiting pops return [`Closed`], writes are refused. What is queued can
-    /// still be popped.
-    pub fn close(&self) {
-        let _state = self.lock();
-        self.signals.close();
-    }
-
-    /// Whether [`close`](Self::close) was called.
-    pub fn is_closed(&self) -> bool {
-        self.signals.is_closed()
-    }
-
     /// How many keys are queued.
     pub fn len(&self) -> usize {
         self.lock().items.values().filter(|o| o.is_some()).count()
-    }
-
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn put(&self, state: &mut State<T>, obj: Arc<T>) {
@@ -216,11 +170,10 @@ impl<T: Object> Drop for Processed<'_, T> {
 
 impl<T: Object> Store<T> for Fifo<T> {
     fn add(&self, obj: Arc<T>) -> Result<(), StoreError> {
-        let mut state = self.open()?;
-        self.put(&mut state, obj);
-        drop(state);
-        self.signals.item_ready();
-        Ok(())
+        self.write(|state| {
+            self.put(state, obj);
+            true
+        })
     }
 
     fn update(&self, obj: Arc<T>) -> Result<(), StoreError> {
@@ -228,9 +181,10 @@ impl<T: Object> Store<T> for Fifo<T> {
     }
 
     fn delete(&self, obj: Arc<T>) -> Result<(), StoreError> {
-        let mut state = self.open()?;
-        self.remove(&mut state, &obj);
-        Ok(())
+        self.write(|state| {
+            self.remove(state, &obj);
+            false
+        })
     }
 
     fn list(&self) -> Vec<Arc<T>> {
@@ -298,26 +252,13 @@ impl<T: Object> Store<T> for Fifo<T> {
     }
 
     fn transaction(&self, changes: Vec<Change<T>>) -> Result<(), TransactionError> {
-        let total = changes.len();
-        let Ok(mut state) = self.open() else {
-            return Err(all_closed(total));
-        };
-        for change in changes {
-            match change {
-                Change::Add(o) | Change::Update(o) => self.put(&mut state, o),
-                Change::Delete(o) => self.remove(&mut state, &o),
+        self.write_batch(changes.len(), |state| {
+            for change in changes {
+                match change {
+                    Change::Add(o) | Change::Update(o) => self.put(state, o),
+                    Change::Delete(o) => self.remove(state, &o),
+                }
             }
-        }
-        drop(state);
-        self.signals.item_ready();
-        Ok(())
-    }
-}
-
-/// Every change of a batch refused because the queue is closed.
-pub(crate) fn all_closed(total: usize) -> TransactionError {
-    TransactionError {
-        total,
-        errors: (0..total).map(|i| (i, StoreError::Closed)).collect(),
+        })
     }
 }

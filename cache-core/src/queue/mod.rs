@@ -41,6 +41,112 @@
 //! first `replace` has been popped **and processed**. The `is_in_initial_list` flag handed to
 //! `process` is true while the queue has not synced.
 
+/// The lifecycle every queue shares, written once: the state lock, the closed check for writes,
+/// and the public `has_synced`, `wait_synced`, `close`, `is_closed` and `is_empty`. Expanded
+/// inside an inherent `impl` of a queue with fields `state: Mutex<State<T>>` and
+/// `signals: Signals` and a `len` method.
+macro_rules! queue_lifecycle {
+    () => {
+        fn lock(&self) -> MutexGuard<'_, State<T>> {
+            // Every change to the state completes in small steps without calling user code; a
+            // poisoned lock (a panic elsewhere while holding it) leaves it consistent.
+            self.state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+
+        /// The state, for a write: refused once the queue is closed.
+        fn open(&self) -> Result<MutexGuard<'_, State<T>>, StoreError> {
+            let state = self.lock();
+            if self.signals.is_closed() {
+                Err(StoreError::Closed)
+            } else {
+                Ok(state)
+            }
+        }
+
+        /// Applies `write` to the open state, then wakes a waiting pop if `write` says it
+        /// queued something.
+        fn write(&self, write: impl FnOnce(&mut State<T>) -> bool) -> Result<(), StoreError> {
+            let mut state = self.open()?;
+            let queued = write(&mut state);
+            drop(state);
+            if queued {
+                self.signals.item_ready();
+            }
+            Ok(())
+        }
+
+        /// Applies a batch of `total` changes with `write` to the open state, then wakes a
+        /// waiting pop; every change is refused if the queue is closed.
+        fn write_batch(
+            &self,
+            total: usize,
+            write: impl FnOnce(&mut State<T>),
+        ) -> Result<(), TransactionError> {
+            let Ok(mut state) = self.open() else {
+                return Err(all_closed(total));
+            };
+            write(&mut state);
+            drop(state);
+            self.signals.item_ready();
+            Ok(())
+        }
+
+        /// Whether the first list has been popped and processed (see the [module docs](super)).
+        pub fn has_synced(&self) -> bool {
+            self.signals.has_synced()
+        }
+
+        /// Waits until [`has_synced`](Self::has_synced).
+        ///
+        /// # Errors
+        ///
+        /// [`Closed`] if the queue is closed before it syncs.
+        pub async fn wait_synced(&self) -> Result<(), Closed> {
+            self.signals.wait_synced().await
+        }
+
+        /// Closes the queue: waiting pops return [`Closed`], writes are refused. What is queued
+        /// can still be popped.
+        pub fn close(&self) {
+            let _state = self.lock();
+            self.signals.close();
+        }
+
+        /// Whether [`close`](Self::close) was called.
+        pub fn is_closed(&self) -> bool {
+            self.signals.is_closed()
+        }
+
+        /// Whether nothing is queued.
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+    };
+}
+
+/// The [`Queue`] methods that forward to a queue's inherent lifecycle methods of the same name.
+macro_rules! forward_queue_lifecycle {
+    ($queue:ident) => {
+        fn has_synced(&self) -> bool {
+            $queue::has_synced(self)
+        }
+
+        async fn wait_synced(&self) -> Result<(), Closed> {
+            $queue::wait_synced(self).await
+        }
+
+        fn close(&self) {
+            $queue::close(self);
+        }
+
+        fn is_closed(&self) -> bool {
+            $queue::is_closed(self)
+        }
+    };
+}
+
 mod delta_fifo;
 mod fifo;
 mod real_fifo;
@@ -58,7 +164,7 @@ pub use fifo::Fifo;
 pub use real_fifo::{RealFifo, RealFifoOptions, ReplaceMode};
 
 use crate::object::{Object, ResourceVersion};
-use crate::store::{Cache, Store};
+use crate::store::{Cache, Store, StoreError, TransactionError};
 
 /// The queue has been closed: nothing more will come out of it.
 ///
@@ -466,4 +572,20 @@ pub trait Queue<T: Object>: Store<T> {
 
     /// Whether [`close`](Self::close) was called.
     fn is_closed(&self) -> bool;
+}
+
+/// Every change of a batch refused because the queue is closed.
+fn all_closed(total: usize) -> TransactionError {
+    TransactionError {
+        total,
+        errors: (0..total).map(|i| (i, StoreError::Closed)).collect(),
+    }
+}
+
+/// A delete the watch missed: `key` with its last known state, if any.
+fn tombstone<T: Object>(key: T::Key, object: Option<Arc<T>>) -> Delta<T> {
+    Delta::Deleted(DeletedObject::Tombstone(DeletedFinalStateUnknown {
+        key,
+        object,
+    }))
 }

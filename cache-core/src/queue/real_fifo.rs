@@ -4,9 +4,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::fifo::all_closed;
 use super::signal::{Population, Signals};
-use super::{Closed, DeletedFinalStateUnknown, DeletedObject, Delta, KnownObjects, Transformer};
+use super::{Closed, DeletedObject, Delta, KnownObjects, Transformer, all_closed, tombstone};
 use crate::index::Hasher;
 use crate::object::{Object, ResourceVersion};
 use crate::store::{Change, Store, StoreError, TransactionError};
@@ -199,22 +198,7 @@ impl<T: Object> RealFifo<T> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // Every change to the state completes without calling user code; a poisoned lock
-        // leaves it consistent.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn open(&self) -> Result<MutexGuard<'_, State<T>>, StoreError> {
-        let state = self.lock();
-        if self.signals.is_closed() {
-            Err(StoreError::Closed)
-        } else {
-            Ok(state)
-        }
-    }
+    queue_lifecycle!();
 
     fn transform(&self, obj: Arc<T>) -> Arc<T> {
         match &self.transformer {
@@ -330,40 +314,9 @@ impl<T: Object> RealFifo<T> {
         }
     }
 
-    /// Whether the first list has been popped and processed (see the [module docs](super)).
-    pub fn has_synced(&self) -> bool {
-        self.signals.has_synced()
-    }
-
-    /// Waits until [`has_synced`](Self::has_synced).
-    ///
-    /// # Errors
-    ///
-    /// [`Closed`] if the queue is closed before it syncs.
-    pub async fn wait_synced(&self) -> Result<(), Closed> {
-        self.signals.wait_synced().await
-    }
-
-    /// Closes the queue: waiting pops return [`Closed`], writes are refused. What is queued can
-    /// still be popped.
-    pub fn close(&self) {
-        let _state = self.lock();
-        self.signals.close();
-    }
-
-    /// Whether [`close`](Self::close) was called.
-    pub fn is_closed(&self) -> bool {
-        self.signals.is_closed()
-    }
-
     /// How many deltas are queued.
     pub fn len(&self) -> usize {
         self.lock().items.len()
-    }
-
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// A copy of the queued deltas, oldest first.
@@ -449,13 +402,6 @@ fn batch_len<T: Object>(items: &VecDeque<Delta<T>>, limit: usize) -> usize {
     n
 }
 
-fn tombstone<T: Object>(key: T::Key, object: Option<Arc<T>>) -> Delta<T> {
-    Delta::Deleted(DeletedObject::Tombstone(DeletedFinalStateUnknown {
-        key,
-        object,
-    }))
-}
-
 /// Counts popped deltas as processed when dropped, even if `process` panicked.
 struct Processed<'a, T: Object> {
     fifo: &'a RealFifo<T>,
@@ -473,29 +419,26 @@ impl<T: Object> Drop for Processed<'_, T> {
 impl<T: Object> Store<T> for RealFifo<T> {
     fn add(&self, obj: Arc<T>) -> Result<(), StoreError> {
         let obj = self.transform(obj);
-        let mut state = self.open()?;
-        self.push(&mut state, Delta::Added(obj));
-        drop(state);
-        self.signals.item_ready();
-        Ok(())
+        self.write(|state| {
+            self.push(state, Delta::Added(obj));
+            true
+        })
     }
 
     fn update(&self, obj: Arc<T>) -> Result<(), StoreError> {
         let obj = self.transform(obj);
-        let mut state = self.open()?;
-        self.push(&mut state, Delta::Updated(obj));
-        drop(state);
-        self.signals.item_ready();
-        Ok(())
+        self.write(|state| {
+            self.push(state, Delta::Updated(obj));
+            true
+        })
     }
 
     fn delete(&self, obj: Arc<T>) -> Result<(), StoreError> {
         let obj = self.transform(obj);
-        let mut state = self.open()?;
-        self.push(&mut state, Delta::Deleted(DeletedObject::Object(obj)));
-        drop(state);
-        self.signals.item_ready();
-        Ok(())
+        self.write(|state| {
+            self.push(state, Delta::Deleted(DeletedObject::Object(obj)));
+            true
+        })
     }
 
     /// The newest object queued for each key (a tombstone's last known state; none when it
@@ -631,15 +574,11 @@ impl<T: Object> Store<T> for RealFifo<T> {
                 Change::Delete(o) => Delta::Deleted(DeletedObject::Object(self.transform(o))),
             })
             .collect();
-        let Ok(mut state) = self.open() else {
-            return Err(all_closed(total));
-        };
-        for delta in deltas {
-            self.push(&mut state, delta);
-        }
-        drop(state);
-        self.signals.item_ready();
-        Ok(())
+        self.write_batch(total, |state| {
+            for delta in deltas {
+                self.push(state, delta);
+            }
+        })
     }
 }
 
@@ -652,19 +591,5 @@ impl<T: Object> super::Queue<T> for RealFifo<T> {
         RealFifo::pop_batch(self, max, process).await
     }
 
-    fn has_synced(&self) -> bool {
-        RealFifo::has_synced(self)
-    }
-
-    async fn wait_synced(&self) -> Result<(), Closed> {
-        RealFifo::wait_synced(self).await
-    }
-
-    fn close(&self) {
-        RealFifo::close(self);
-    }
-
-    fn is_closed(&self) -> bool {
-        RealFifo::is_closed(self)
-    }
+    forward_queue_lifecycle!(RealFifo);
 }

@@ -7,51 +7,20 @@ use std::sync::atomic::AtomicUsize;
 use futures::channel::mpsc::{UnboundedSender, unbounded};
 
 use super::*;
-use crate::source::memory::{MemorySource, MemorySourceConfig, Versioned};
+use crate::source::memory::{MemorySource, MemorySourceConfig};
 use crate::source::{BoxFuture, ListWatch};
+use crate::test_support::{Item as Pod, cache, item, until};
 use crate::{Cache, Indexer, Indexers};
-
-#[derive(Clone, Debug, PartialEq)]
-struct Pod {
-    name: String,
-    value: u32,
-    rv: Option<ResourceVersion>,
-}
-
-impl Object for Pod {
-    type Key = String;
-    fn key(&self) -> String {
-        self.name.clone()
-    }
-    fn resource_version(&self) -> Option<ResourceVersion> {
-        self.rv.clone()
-    }
-}
-
-impl Versioned for Pod {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
 
 fn pod(name: &str, rv: u64) -> Arc<Pod> {
     Arc::new(Pod {
-        name: name.into(),
-        value: 0,
         rv: Some(rv.into()),
+        ..item(name, 0)
     })
 }
 
 fn new_pod(name: &str, value: u32) -> Pod {
-    Pod {
-        name: name.into(),
-        value,
-        rv: None,
-    }
-}
-
-fn cache() -> Arc<Cache<Pod>> {
-    Arc::new(Cache::with_indexers(Indexers::new()))
+    item(name, value)
 }
 
 /// The store's content as `name@rv`, sorted.
@@ -80,18 +49,6 @@ fn no_jitter(initial_ms: u64, cap_ms: u64) -> BackoffConfig {
         Duration::from_millis(cap_ms),
     )
     .jitter(0.0)
-}
-
-/// Waits (in paused time) until `cond` holds; fails after a simulated hour.
-async fn until(what: &str, cond: impl Fn() -> bool) {
-    let wait = async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(3600), wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
 /// One call a source received.

@@ -119,8 +119,14 @@ fn index(hash: u64, shift: u32) -> u32 {
     (hash.rotate_left(shift + BITS) & MASK) as u32
 }
 
+/// Where the slot for `bit` sits among a node's occupied slots. The nodes near the root of a
+/// large trie are full, and there the position is the slot index itself: no population count
+/// (which the baseline x86-64 target computes in software).
 #[inline]
 fn position(bitmap: u32, bit: u32) -> usize {
+    if bitmap == u32::MAX {
+        return bit.trailing_zeros() as usize;
+    }
     (bitmap & (bit - 1)).count_ones() as usize
 }
 

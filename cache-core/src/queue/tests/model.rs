@@ -86,6 +86,30 @@ fn apply_to_map(map: &mut BTreeMap<ObjectKey, Arc<Obj>>, deltas: &[Delta<Obj>]) 
     }
 }
 
+/// What one pop hands out: the deltas and whether they belong to the first list.
+type Popped = (Vec<Delta<Obj>>, bool);
+
+/// Checks a pop against the model's: both found nothing, or both popped the same deltas (then
+/// applied to the model's known objects).
+fn check_pop(
+    step: usize,
+    want: Option<Popped>,
+    got: Option<Result<Popped, Closed>>,
+    model_known: &mut BTreeMap<ObjectKey, Arc<Obj>>,
+) -> Result<(), TestCaseError> {
+    match (want, got) {
+        (None, None) => {}
+        (Some(want), Some(Ok(got))) => {
+            prop_assert_eq!(&got, &want, "step {}", step);
+            apply_to_map(model_known, &want.0);
+        }
+        (want, got) => {
+            prop_assert!(false, "step {}: model {:?}, queue {:?}", step, want, got)
+        }
+    }
+    Ok(())
+}
+
 fn cache_contents(cache: &Cache<Obj>) -> BTreeMap<ObjectKey, Arc<Obj>> {
     cache.list().into_iter().map(|o| (o.key(), o)).collect()
 }
@@ -269,16 +293,7 @@ fn run_delta_fifo(
                         (deltas.into_vec(), initial)
                     })
                     .now_or_never();
-                match (want, got) {
-                    (None, None) => {}
-                    (Some(want), Some(Ok(got))) => {
-                        prop_assert_eq!(&got, &want, "step {}", step);
-                        apply_to_map(&mut model_known, &want.0);
-                    }
-                    (want, got) => {
-                        prop_assert!(false, "step {}: model {:?}, queue {:?}", step, want, got)
-                    }
-                }
+                check_pop(step, want, got, &mut model_known)?;
             }
         }
         prop_assert_eq!(fifo.has_synced(), model.sync.synced(), "step {}", step);
@@ -440,16 +455,7 @@ fn run_real_fifo(ops: Vec<Op>, atomic: bool) -> Result<(), TestCaseError> {
                         (batch, initial)
                     })
                     .now_or_never();
-                match (want, got) {
-                    (None, None) => {}
-                    (Some(want), Some(Ok(got))) => {
-                        prop_assert_eq!(&got, &want, "step {}", step);
-                        apply_to_map(&mut model_known, &want.0);
-                    }
-                    (want, got) => {
-                        prop_assert!(false, "step {}: model {:?}, queue {:?}", step, want, got)
-                    }
-                }
+                check_pop(step, want, got, &mut model_known)?;
             }
         }
         prop_assert_eq!(fifo.has_synced(), model.sync.synced(), "step {}", step);

@@ -3,37 +3,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 
 use super::*;
-
-#[derive(Clone, Debug, PartialEq)]
-struct Item {
-    name: String,
-    value: u32,
-    rv: Option<ResourceVersion>,
-}
-
-impl Object for Item {
-    type Key = String;
-    fn key(&self) -> String {
-        self.name.clone()
-    }
-    fn resource_version(&self) -> Option<ResourceVersion> {
-        self.rv.clone()
-    }
-}
-
-impl Versioned for Item {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
-
-fn item(name: &str, value: u32) -> Item {
-    Item {
-        name: name.into(),
-        value,
-        rv: None,
-    }
-}
+use crate::test_support::{Item, item};
 
 fn at(rv: u64) -> ListOptions {
     ListOptions {

@@ -1,0 +1,833 @@
+//! [`Controller`]: reconciles the objects of a cache, one key at a time, on a rate-limited
+//! [`WorkQueue`].
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::future::{BoxFuture, join_all};
+use futures::stream::{BoxStream, SelectAll};
+use futures::{FutureExt, Stream, StreamExt};
+use metrics::SharedString;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info, warn};
+
+use super::action::{Action, Kind};
+use super::context::{CacheMap, Context, Shared};
+use super::telemetry::{ReconcileMetrics, StoreMetrics, WorkQueueMetrics};
+use super::{RateLimiter, WorkQueue};
+use crate::object::Object;
+use crate::reflector::{Reflector, ReflectorStats};
+use crate::store::Cache;
+
+/// The default number of reconciles a controller runs at once.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// The default interval between two samples of the store metrics (objects, relists, watch
+/// restarts).
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a trigger source hands the controller.
+enum Trigger<K> {
+    Keys(Vec<K>),
+    All,
+}
+
+type Probe = Box<dyn Fn() -> StoreStatus + Send + Sync>;
+
+/// What a controller reports about one store it reads, for its metrics: see
+/// [`Controller::observe`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStatus {
+    /// The number of objects in the store.
+    pub objects: usize,
+    /// The counters of the reflector that fills the store, if it has one.
+    pub reflector: Option<ReflectorStats>,
+}
+
+impl StoreStatus {
+    /// A store of `objects` objects, filled by a reflector with these counters (if any).
+    pub fn new(objects: usize, reflector: Option<ReflectorStats>) -> Self {
+        Self { objects, reflector }
+    }
+}
+
+/// The counters of a controller's work: returned by [`Controller::run`] when it stops, and read
+/// live from a [`ControllerHandle`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ControllerStats {
+    /// Reconciles that finished (succeeded, failed or panicked).
+    pub reconciles: u64,
+    /// Of those, the ones that succeeded.
+    pub successes: u64,
+    /// Of those, the ones that returned an error or panicked.
+    pub errors: u64,
+    /// Of the errors, the panics.
+    pub panics: u64,
+    /// Keys whose object was gone from the cache when their turn came: not reconciled.
+    pub skipped: u64,
+    /// Reconciles still running when the shutdown timeout passed, and so dropped.
+    pub aborted: u64,
+    /// Reconciles running now.
+    pub in_flight: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the caches to sync (or not run yet).
+    Starting,
+    /// Taking work.
+    Ready,
+    /// Cancelled: waiting for the reconciles in flight.
+    Stopping,
+    /// `run` has returned.
+    Stopped,
+}
+
+/// The state a controller shares with its handles.
+struct Status {
+    phase: watch::Sender<Phase>,
+    reconciles: AtomicU64,
+    successes: AtomicU64,
+    errors: AtomicU64,
+    panics: AtomicU64,
+    skipped: AtomicU64,
+    aborted: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Status {
+    fn new() -> Self {
+        Self {
+            phase: watch::Sender::new(Phase::Starting),
+            reconciles: AtomicU64::new(0),
+            successes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            aborted: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn stats(&self) -> ControllerStats {
+        ControllerStats {
+            reconciles: self.reconciles.load(Ordering::Relaxed),
+            successes: self.successes.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            panics: self.panics.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            aborted: self.aborted.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.phase.send_replace(phase);
+    }
+}
+
+/// A handle on a controller's health and counters, usable while it runs (for a readiness
+/// probe, a status page or a test). Cloning is cheap.
+#[derive(Clone)]
+pub struct ControllerHandle {
+    status: Arc<Status>,
+}
+
+impl fmt::Debug for ControllerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControllerHandle")
+            .field("phase", &*self.status.phase.borrow())
+            .field("stats", &self.status.stats())
+            .finish()
+    }
+}
+
+impl ControllerHandle {
+    /// Whether the controller is ready: it is running, its caches have synced, and it takes
+    /// work. False before, and again from the moment it is cancelled.
+    pub fn is_ready(&self) -> bool {
+        *self.status.phase.borrow() == Phase::Ready
+    }
+
+    /// Waits until the controller is ready, or stopping. Returns whether it is ready (false if
+    /// it was cancelled before its caches synced).
+    pub async fn ready(&self) -> bool {
+        let mut rx = self.status.phase.subscribe();
+        // The sender lives in `self.status`: the wait cannot fail.
+        let phase = rx
+            .wait_for(|phase| *phase != Phase::Starting)
+            .await
+            .map_or(Phase::Stopped, |phase| *phase);
+        phase == Phase::Ready
+    }
+
+    /// Whether [`Controller::run`] has returned: every reconcile it started has ended.
+    pub fn is_stopped(&self) -> bool {
+        *self.status.phase.borrow() == Phase::Stopped
+    }
+
+    /// Waits until [`Controller::run`] has returned.
+    pub async fn stopped(&self) {
+        let mut rx = self.status.phase.subscribe();
+        let _ = rx.wait_for(|phase| *phase == Phase::Stopped).await;
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> ControllerStats {
+        self.status.stats()
+    }
+}
+
+pub(crate) struct ObservedStore {
+    pub(crate) name: String,
+    pub(crate) probe: Probe,
+}
+
+/// A controller: it keeps a work queue of keys, fed by triggers (changes of the primary
+/// objects, of other objects mapped to primary keys, requeues), and runs a reconcile function
+/// on the current object of each key, read from the primary cache.
+///
+/// Built from its parts, it needs no informer: a primary [`Cache`], readiness futures (the
+/// caches' syncs), and trigger streams. Its guarantees:
+///
+/// - **Startup.** It waits for every readiness future ([`wait_for`](Self::wait_for),
+///   [`reflector`](Self::reflector)) before the first reconcile; then every object of the
+///   primary cache is queued once, so that each is reconciled at least once. Triggers that arrive
+///   before are queued, not lost.
+/// - **One key at a time.** An object is never reconciled twice at once; a trigger that arrives
+///   while it is reconciled queues it again for after (the [`WorkQueue`]'s rules). Triggers for a
+///   key that waits are merged.
+/// - **Concurrency.** At most [`concurrency`](Self::concurrency) reconciles run at once, each in
+///   its own task (so they use every core).
+/// - **Gone objects.** A key whose object is no longer in the cache when its turn comes is
+///   skipped quietly (counted in [`ControllerStats::skipped`]): deletes are normal.
+/// - **Outcomes.** A successful reconcile returns an [`Action`] and resets the key's backoff; a
+///   failed one goes through the error policy, by default [`Action::requeue_rate_limited`]. A
+///   reconcile that panics is logged and retried with backoff; the controller goes on.
+/// - **No deadlock when work piles up.** Triggers and requeues go straight into the work queue,
+///   which merges them per key; nothing waits for a bounded buffer.
+/// - **Shutdown.** When the [`CancellationToken`] is cancelled it takes no new work, lets the
+///   reconciles in flight finish (or drops them after [`shutdown_timeout`](Self::shutdown_timeout)),
+///   and returns: no task of it is left running.
+/// - **Metrics** through the [`metrics`] facade, labelled with the controller's name: reconciles,
+///   errors and their latency, the work queue's depth, adds, retries and latencies, and for each
+///   store its size, relists and watch restarts. See [`names`](super::names).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use cache_core::controller::{Action, Context, Controller};
+/// use cache_core::{Cache, Indexed};
+/// use tokio_util::sync::CancellationToken;
+///
+/// #[derive(Debug, Indexed)]
+/// struct Pod { #[key] name: String, ready: bool }
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("not ready yet")]
+/// struct NotReady;
+///
+/// async fn reconcile(pod: Arc<Pod>, _ctx: Context<Pod, ()>) -> Result<Action, NotReady> {
+///     if pod.ready { Ok(Action::requeue(Duration::from_secs(300))) } else { Err(NotReady) }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_core::StoreError> {
+/// let cache = Arc::new(Cache::<Pod>::new());
+/// cache.add(Arc::new(Pod { name: "web".into(), ready: true }))?;
+/// // Any stream of keys triggers reconciles; an informer's changes, here a channel.
+/// let (changed, changes) = futures::channel::mpsc::unbounded::<String>();
+///
+/// let controller = Controller::for_cache(cache.clone())
+///     .name("pods")
+///     .concurrency(4)
+///     .trigger(changes);
+/// let handle = controller.handle();
+/// let stop = CancellationToken::new();
+/// let run = tokio::spawn(controller.run(reconcile, Arc::new(()), stop.clone()));
+///
+/// assert!(handle.ready().await);
+/// cache.add(Arc::new(Pod { name: "db".into(), ready: false }))?;
+/// changed.unbounded_send("db".into()).unwrap();
+/// while handle.stats().reconciles < 2 {
+///     tokio::task::yield_now().await;
+/// }
+/// stop.cancel();
+/// let stats = run.await.unwrap();
+/// assert_eq!(stats.successes, 1); // "web"
+/// assert!(stats.errors >= 1); // "db", retried with backoff until the stop
+/// # Ok(())
+/// # }
+/// ```
+pub struct Controller<T: Object> {
+    name: String,
+    cache: Arc<Cache<T>>,
+    ready: Vec<BoxFuture<'static, ()>>,
+    triggers: Vec<BoxStream<'static, Trigger<T::Key>>>,
+    /// The stores whose metrics are reported; the primary cache first.
+    pub(crate) stores: Vec<ObservedStore>,
+    caches: CacheMap,
+    concurrency: usize,
+    rate_limiter: Option<Box<dyn RateLimiter<T::Key>>>,
+    metrics_interval: Duration,
+    shutdown_timeout: Option<Duration>,
+    status: Arc<Status>,
+}
+
+impl<T: Object> fmt::Debug for Controller<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Controller")
+            .field("name", &self.name)
+            .field("readiness_gates", &self.ready.len())
+            .field("triggers", &self.triggers.len())
+            .field("concurrency", &self.concurrency)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The last path segment of a type's name, without its generic arguments: `Pod` for
+/// `my_crate::model::Pod<X>`.
+pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+impl<T: Object> Controller<T> {
+    /// A controller of the objects in `cache`. It is named after the type (`Pod` for
+    /// `my_crate::Pod`) until [`name`](Self::name) says otherwise.
+    ///
+    /// Nothing triggers a reconcile yet but the initial pass over the cache and requeues: add
+    /// the readiness of the cache ([`reflector`](Self::reflector) or
+    /// [`wait_for`](Self::wait_for)) and the sources of changes ([`trigger`](Self::trigger),
+    /// [`watches_stream`](Self::watches_stream)).
+    pub fn for_cache(cache: Arc<Cache<T>>) -> Self {
+        let mut caches = CacheMap::default();
+        caches.insert(cache.clone());
+        let probe_cache = cache.clone();
+        Self {
+            name: short_type_name::<T>().to_owned(),
+            stores: vec![ObservedStore {
+                name: short_type_name::<T>().to_owned(),
+                probe: Box::new(move || StoreStatus::new(probe_cache.len(), None)),
+            }],
+            cache,
+            ready: Vec::new(),
+            triggers: Vec::new(),
+            caches,
+            concurrency: DEFAULT_CONCURRENCY,
+            rate_limiter: None,
+            metrics_interval: DEFAULT_METRICS_INTERVAL,
+            shutdown_timeout: None,
+            status: Arc::new(Status::new()),
+        }
+    }
+
+    /// The controller's name: the `controller` label of its metrics and the name in its logs.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How many reconciles may run at once (default [`DEFAULT_CONCURRENCY`]); 0 counts as 1.
+    /// `usize::MAX` leaves it unbounded.
+    #[must_use]
+    pub fn concurrency(mut self, reconciles: usize) -> Self {
+        self.concurrency = reconciles.max(1);
+        self
+    }
+
+    /// The rate limiter of failed keys. The default is
+    /// [`default_rate_limiter`](super::default_rate_limiter): 5 ms doubling up to 1000 s per
+    /// key, at most 10 retries per second overall after a burst of 100.
+    #[must_use]
+    pub fn rate_limiter(mut self, limiter: impl RateLimiter<T::Key> + 'static) -> Self {
+        self.rate_limiter = Some(Box::new(limiter));
+        self
+    }
+
+    /// How often the store metrics are sampled while running (default
+    /// [`DEFAULT_METRICS_INTERVAL`]); they are also sampled at start and at stop.
+    #[must_use]
+    pub fn metrics_interval(mut self, interval: Duration) -> Self {
+        self.metrics_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a shutdown waits for the reconciles in flight before it drops them (at their
+    /// next `.await`). By default it waits for them however long they take.
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = Some(timeout);
+        self
+    }
+
+    /// Waits for `ready` to complete before the first reconcile, as for a cache's initial sync.
+    /// Every such future must complete.
+    #[must_use]
+    pub fn wait_for(mut self, ready: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.ready.push(ready.boxed());
+        self
+    }
+
+    /// The reflector that fills the primary cache: the controller waits for its initial sync
+    /// before the first reconcile, and reports its relists, watch restarts, events and errors
+    /// with the primary store's metrics.
+    #[must_use]
+    pub fn reflector(mut self, reflector: &Reflector<T>) -> Self {
+        let waiting = reflector.clone();
+        self = self.wait_for(async move { waiting.wait_for_sync().await });
+        let (cache, reflector) = (self.cache.clone(), reflector.clone());
+        self.stores[0].probe =
+            Box::new(move || StoreStatus::new(cache.len(), Some(reflector.stats())));
+        self
+    }
+
+    /// Reconciles the primary objects whose keys `keys` yields (a change feed of the primary
+    /// objects, a channel, a timer). Keys of objects not in the cache are skipped when their
+    /// turn comes.
+    #[must_use]
+    pub fn trigger(mut self, keys: impl Stream<Item = T::Key> + Send + 'static) -> Self {
+        self.triggers
+            .push(keys.map(|key| Trigger::Keys(vec![key])).boxed());
+        self
+    }
+
+    /// Reconciles the primary objects that `mapper` maps each item of `stream` to: a secondary
+    /// watch, where another kind of object triggers the reconcile of the ones it relates to
+    /// (the owner of a changed child, the pods of a changed node).
+    #[must_use]
+    pub fn watches_stream<U, I>(
+        mut self,
+        stream: impl Stream<Item = U> + Send + 'static,
+        mapper: impl Fn(&U) -> I + Send + 'static,
+    ) -> Self
+    where
+        I: IntoIterator<Item = T::Key>,
+    {
+        self.triggers.push(
+            stream
+                .map(move |item| Trigger::Keys(mapper(&item).into_iter().collect()))
+                .boxed(),
+        );
+        self
+    }
+
+    /// Reconciles every object of the primary cache each time `stream` yields (a periodic
+    /// full pass, a configuration change).
+    #[must_use]
+    pub fn reconcile_all_on<S>(mut self, stream: impl Stream<Item = S> + Send + 'static) -> Self {
+        self.triggers.push(stream.map(|_| Trigger::All).boxed());
+        self
+    }
+
+    /// Makes `cache` available to reconciles as [`Context::cache_of::<U>`](Context::cache_of)
+    /// (unless a cache of `U` is known already).
+    #[must_use]
+    pub fn with_cache<U: Object>(mut self, cache: Arc<Cache<U>>) -> Self {
+        self.caches.insert(cache);
+        self
+    }
+
+    /// Reports another store's size and reflector counters with the controller's metrics,
+    /// labelled `store = name`, sampling them with `probe`.
+    #[must_use]
+    pub fn observe(
+        mut self,
+        name: impl Into<String>,
+        probe: impl Fn() -> StoreStatus + Send + Sync + 'static,
+    ) -> Self {
+        self.stores.push(ObservedStore {
+            name: name.into(),
+            probe: Box::new(probe),
+        });
+        self
+    }
+
+    /// A handle on the controller's readiness and counters, to keep while it runs.
+    pub fn handle(&self) -> ControllerHandle {
+        ControllerHandle {
+            status: self.status.clone(),
+        }
+    }
+
+    /// Runs the controller until `cancel` is cancelled, then stops gracefully, and returns its
+    /// counters. Failed reconciles are retried with backoff
+    /// ([`Action::requeue_rate_limited`]); [`run_with_error_policy`](Self::run_with_error_policy)
+    /// decides otherwise.
+    ///
+    /// `reconcile` gets the current object and a [`Context`] holding `data`; it returns what
+    /// to do next with the object, or an error (logged, then handed to the error policy).
+    ///
+    /// The metric handles are registered when `run` is called (not when the future is first
+    /// polled), with the recorder installed then: the global one, or a thread-local one set with
+    /// [`metrics::with_local_recorder`].
+    pub fn run<D, E, F, Fut>(
+        self,
+        reconcile: F,
+        data: Arc<D>,
+        cancel: CancellationToken,
+    ) -> impl Future<Output = ControllerStats> + Send + 'static
+    where
+        D: Send + Sync + 'static,
+        E: fmt::Display + Send + 'static,
+        F: Fn(Arc<T>, Context<T, D>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Action, E>> + Send + 'static,
+    {
+        self.run_with_error_policy(
+            reconcile,
+            |_: Arc<T>, _: &E, _: &Context<T, D>| Action::requeue_rate_limited(),
+            data,
+            cancel,
+        )
+    }
+
+    /// [`run`](Self::run), with an error policy: after a failed reconcile, `error_policy` gets
+    /// the object, the error and the context, and says what to do next (a fixed delay, backoff
+    /// with [`Action::requeue_rate_limited`], or giving up until the object changes with
+    /// [`Action::await_change`]). A reconcile that panics is retried with backoff, without the
+    /// policy.
+    pub fn run_with_error_policy<D, E, F, Fut, P>(
+        self,
+        reconcile: F,
+        error_policy: P,
+        data: Arc<D>,
+        cancel: CancellationToken,
+    ) -> impl Future<Output = ControllerStats> + Send + 'static
+    where
+        D: Send + Sync + 'static,
+        E: fmt::Display + Send + 'static,
+        F: Fn(Arc<T>, Context<T, D>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Action, E>> + Send + 'static,
+        P: Fn(Arc<T>, &E, &Context<T, D>) -> Action + Send + Sync + 'static,
+    {
+        let name = SharedString::from(self.name.clone());
+        let reconcile_metrics = ReconcileMetrics::new(&name);
+        let stores: Vec<(StoreMetrics, Probe)> = self
+            .stores
+            .into_iter()
+            .map(|store| (StoreMetrics::new(&name, &store.name), store.probe))
+            .collect();
+        let mut queue = WorkQueue::builder().metrics(WorkQueueMetrics::new(name));
+        if let Some(limiter) = self.rate_limiter {
+            queue = queue.rate_limiter(limiter);
+        }
+        let queue = queue.build();
+        let shared = Arc::new(Shared {
+            name: Arc::from(self.name.as_str()),
+            cache: self.cache,
+            caches: self.caches,
+            queue: queue.clone(),
+        });
+        let worker = Arc::new(Worker {
+            reconcile,
+            error_policy,
+            data,
+            shared: shared.clone(),
+            metrics: reconcile_metrics,
+            status: self.status.clone(),
+        });
+        let runner = Runner {
+            name: self.name,
+            shared,
+            queue,
+            ready: self.ready,
+            triggers: self.triggers,
+            stores,
+            concurrency: self.concurrency,
+            metrics_interval: self.metrics_interval,
+            shutdown_timeout: self.shutdown_timeout,
+            status: self.status,
+        };
+        runner.run(worker, cancel)
+    }
+}
+
+/// What every reconcile task shares.
+struct Worker<T: Object, D, F, P> {
+    reconcile: F,
+    error_policy: P,
+    data: Arc<D>,
+    shared: Arc<Shared<T>>,
+    metrics: ReconcileMetrics,
+    status: Arc<Status>,
+}
+
+/// Counts a reconcile in flight, and marks its key done, however its task ends (aborted
+/// included).
+struct InFlight<'a, T: Object> {
+    key: &'a T::Key,
+    queue: &'a WorkQueue<T::Key>,
+    status: &'a Status,
+    metrics: &'a ReconcileMetrics,
+}
+
+impl<T: Object> Drop for InFlight<'_, T> {
+    fn drop(&mut self) {
+        self.status.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.active.decrement(1.0);
+        self.queue.done(self.key);
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)")
+}
+
+impl<T, D, E, F, Fut, P> Worker<T, D, F, P>
+where
+    T: Object,
+    D: Send + Sync + 'static,
+    E: fmt::Display + Send + 'static,
+    F: Fn(Arc<T>, Context<T, D>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, E>> + Send + 'static,
+    P: Fn(Arc<T>, &E, &Context<T, D>) -> Action + Send + Sync + 'static,
+{
+    /// Reconciles `obj`, whose key `key` was handed out by the queue, and applies the outcome.
+    async fn reconcile(self: Arc<Self>, key: T::Key, obj: Arc<T>) {
+        let queue = &self.shared.queue;
+        let _in_flight = InFlight::<T> {
+            key: &key,
+            queue,
+            status: &self.status,
+            metrics: &self.metrics,
+        };
+        let ctx = Context::new(self.shared.clone(), self.data.clone());
+        let started = Instant::now();
+        let outcome = AssertUnwindSafe(async { (self.reconcile)(obj.clone(), ctx.clone()).await })
+            .catch_unwind()
+            .await;
+        self.metrics.time.record(started.elapsed().as_secs_f64());
+        self.status.reconciles.fetch_add(1, Ordering::Relaxed);
+        let (action, succeeded) = match outcome {
+            Ok(Ok(action)) => {
+                self.status.successes.fetch_add(1, Ordering::Relaxed);
+                self.metrics.success.increment(1);
+                debug!(?key, ?action, "reconciled");
+                (action, true)
+            }
+            Ok(Err(err)) => {
+                self.count_failure();
+                warn!(?key, error = %err, "reconcile failed");
+                let policy = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    (self.error_policy)(obj, &err, &ctx)
+                }));
+                let action = policy.unwrap_or_else(|panic| {
+                    error!(
+                        ?key,
+                        panic = panic_message(&*panic),
+                        "the error policy panicked"
+                    );
+                    Action::requeue_rate_limited()
+                });
+                (action, false)
+            }
+            Err(panic) => {
+                self.count_failure();
+                self.status.panics.fetch_add(1, Ordering::Relaxed);
+                error!(?key, panic = panic_message(&*panic), "reconcile panicked");
+                (Action::requeue_rate_limited(), false)
+            }
+        };
+        match action.kind() {
+            Kind::Requeue(after) => {
+                if succeeded {
+                    queue.forget(&key);
+                }
+                queue.add_after(key.clone(), after);
+            }
+            Kind::AwaitChange => queue.forget(&key),
+            Kind::RateLimited => queue.add_rate_limited(key.clone()),
+        }
+    }
+
+    fn count_failure(&self) {
+        self.status.errors.fetch_add(1, Ordering::Relaxed);
+        self.metrics.failure.increment(1);
+        self.metrics.errors.increment(1);
+    }
+}
+
+/// Marks the controller stopped and not ready when dropped.
+struct StopOnDrop {
+    status: Arc<Status>,
+    ready: metrics::Gauge,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.ready.set(0.0);
+        self.status.set_phase(Phase::Stopped);
+    }
+}
+
+/// The controller's main loop and what it owns.
+struct Runner<T: Object> {
+    name: String,
+    shared: Arc<Shared<T>>,
+    queue: WorkQueue<T::Key>,
+    ready: Vec<BoxFuture<'static, ()>>,
+    triggers: Vec<BoxStream<'static, Trigger<T::Key>>>,
+    stores: Vec<(StoreMetrics, Probe)>,
+    concurrency: usize,
+    metrics_interval: Duration,
+    shutdown_timeout: Option<Duration>,
+    status: Arc<Status>,
+}
+
+impl<T: Object> Runner<T> {
+    fn sample_stores(&self) {
+        for (metrics, probe) in &self.stores {
+            let status = probe();
+            metrics.record(status.objects, status.reflector.as_ref());
+        }
+    }
+
+    fn trigger(&self, trigger: Trigger<T::Key>) {
+        match trigger {
+            Trigger::Keys(keys) => {
+                for key in keys {
+                    self.queue.add(key);
+                }
+            }
+            Trigger::All => self.queue_all(),
+        }
+    }
+
+    fn queue_all(&self) {
+        for key in self.shared.cache.snapshot().keys() {
+            self.queue.add(key.clone());
+        }
+    }
+
+    async fn run<D, E, F, Fut, P>(
+        mut self,
+        worker: Arc<Worker<T, D, F, P>>,
+        cancel: CancellationToken,
+    ) -> ControllerStats
+    where
+        D: Send + Sync + 'static,
+        E: fmt::Display + Send + 'static,
+        F: Fn(Arc<T>, Context<T, D>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Action, E>> + Send + 'static,
+        P: Fn(Arc<T>, &E, &Context<T, D>) -> Action + Send + Sync + 'static,
+    {
+        let span = tracing::info_span!("controller", name = %self.name);
+        // However `run` ends (the future dropped included), the handles see it stopped.
+        let _stopped = StopOnDrop {
+            status: self.status.clone(),
+            ready: worker.metrics.ready.clone(),
+        };
+        async move {
+            info!("Starting controller");
+            let mut ready = pin!(join_all(std::mem::take(&mut self.ready)));
+            let mut is_ready = false;
+            let mut triggers: SelectAll<_> = std::mem::take(&mut self.triggers)
+                .into_iter()
+                .collect();
+            let mut tasks = JoinSet::new();
+            let mut tick = tokio::time::interval(self.metrics_interval);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                let take_work = is_ready && tasks.len() < self.concurrency;
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    _ = &mut ready, if !is_ready => {
+                        is_ready = true;
+                        self.queue_all();
+                        self.status.set_phase(Phase::Ready);
+                        worker.metrics.ready.set(1.0);
+                        info!(objects = self.shared.cache.len(), "Caches are synced; reconciling");
+                    }
+                    Some(trigger) = triggers.next(), if !triggers.is_empty() => self.trigger(trigger),
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    key = self.queue.get(), if take_work => {
+                        // The queue is shut down only below.
+                        let Some(key) = key else { break };
+                        self.dispatch(&worker, &mut tasks, key);
+                    }
+                    _ = tick.tick() => self.sample_stores(),
+                }
+            }
+            // Stop: take no new work, let the reconciles in flight finish.
+            self.status.set_phase(Phase::Stopping);
+            worker.metrics.ready.set(0.0);
+            self.queue.shut_down();
+            drop(triggers);
+            if !tasks.is_empty() {
+                info!(in_flight = tasks.len(), "Stopping: waiting for the reconciles in flight");
+            }
+            let drain = async { while tasks.join_next().await.is_some() {} };
+            let drained = match self.shutdown_timeout {
+                None => {
+                    drain.await;
+                    true
+                }
+                Some(timeout) => tokio::time::timeout(timeout, drain).await.is_ok(),
+            };
+            if !drained {
+                let aborted = tasks.len();
+                warn!(aborted, "Reconciles still running at the shutdown timeout: dropping them");
+                self.status
+                    .aborted
+                    .fetch_add(aborted as u64, Ordering::Relaxed);
+                tasks.shutdown().await;
+            }
+            self.sample_stores();
+            self.status.set_phase(Phase::Stopped);
+            let stats = self.status.stats();
+            info!(
+                reconciles = stats.reconciles,
+                errors = stats.errors,
+                "Stopped controller"
+            );
+            stats
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Starts the reconcile of `key`, or skips it if its object is gone.
+    fn dispatch<D, E, F, Fut, P>(
+        &self,
+        worker: &Arc<Worker<T, D, F, P>>,
+        tasks: &mut JoinSet<()>,
+        key: T::Key,
+    ) where
+        D: Send + Sync + 'static,
+        E: fmt::Display + Send + 'static,
+        F: Fn(Arc<T>, Context<T, D>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Action, E>> + Send + 'static,
+        P: Fn(Arc<T>, &E, &Context<T, D>) -> Action + Send + Sync + 'static,
+    {
+        let Some(obj) = self.shared.cache.get_by_key(&key) else {
+            debug!(?key, "the object is gone from the cache: skipped");
+            self.status.skipped.fetch_add(1, Ordering::Relaxed);
+            worker.metrics.skipped.increment(1);
+            self.queue.forget(&key);
+            self.queue.done(&key);
+            return;
+        };
+        self.status.in_flight.fetch_add(1, Ordering::Relaxed);
+        worker.metrics.active.increment(1.0);
+        tasks.spawn(worker.clone().reconcile(key, obj).in_current_span());
+    }
+}
