@@ -7,7 +7,7 @@
 //! It needs a cluster: the current kubeconfig context, or the in-cluster service account.
 //!
 //! ```sh
-//! cargo run -p examples --example kube_pods
+//! cargo run -p examples --features kube --example kube_pods
 //! ```
 //!
 //! CI only builds it.
