@@ -1,60 +1,47 @@
 //! Memory: heap bytes the cache holds once synced with the recorded pods, and the peak while
-//! syncing, ours against kube-runtime's reflector Store. A counting global allocator measures
-//! every heap byte the process holds above the baseline taken just before the sync (the
+//! syncing, ours against kube-runtime's reflector Store. A counting global allocator (`stats_alloc`)
+//! measures every heap byte the process holds above the baseline taken just before the sync (the
 //! recording and the replay server are allocated before it).
 //!
 //! `cargo bench --manifest-path kube-bench/Cargo.toml --bench kube_memory`
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::System;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kube_bench::{
     Recording, ReplayServer, Running, pod_count, sync_kube_runtime, sync_ours_slim, sync_ours_whole,
 };
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
-struct Counting;
+// A counting allocator from a crate, so this benchmark has no unsafe code of its own.
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the counters only
-// observe sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's layout.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's pointer and layout.
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded with the caller's arguments.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                let grow = new_size - layout.size();
-                let now = CURRENT.fetch_add(grow, Ordering::Relaxed) + grow;
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
+/// Heap bytes the process holds now.
+fn current() -> usize {
+    let s = GLOBAL.stats();
+    let held = s.bytes_allocated as isize - s.bytes_deallocated as isize + s.bytes_reallocated;
+    usize::try_from(held).unwrap_or(0)
 }
 
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+/// The highest `current()` seen by the sampler (every millisecond) since its last reset.
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+static SAMPLING: AtomicBool = AtomicBool::new(false);
+
+/// Samples the heap every millisecond while `SAMPLING` is set; the peak is therefore the highest
+/// sample, within a millisecond of the true peak.
+fn sample_peak() -> std::thread::JoinHandle<()> {
+    SAMPLING.store(true, Ordering::SeqCst);
+    std::thread::spawn(|| {
+        while SAMPLING.load(Ordering::SeqCst) {
+            PEAK.fetch_max(current(), Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })
+}
 
 fn mib(b: usize) -> f64 {
     b as f64 / (1 << 20) as f64
@@ -71,14 +58,17 @@ async fn measure<S, F>(
     let server = ReplayServer::start(recording.clone()).await;
     let client = server.client();
     settle().await;
-    let base = CURRENT.load(Ordering::Relaxed);
+    let base = current();
     PEAK.store(base, Ordering::Relaxed);
+    let sampler = sample_peak();
     let start = Instant::now();
     let (store, running) = sync(client).await;
     let took = start.elapsed();
     // Let in-flight buffers drain (the open watch, the last page).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let held = CURRENT.load(Ordering::Relaxed).saturating_sub(base);
+    SAMPLING.store(false, Ordering::SeqCst);
+    let _ = sampler.join();
+    let held = current().saturating_sub(base);
     let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
     let n = len(&store);
     println!(
@@ -97,10 +87,10 @@ async fn measure<S, F>(
 /// Waits until the heap stops shrinking: what the last run held is freed before the next
 /// baseline is taken.
 async fn settle() {
-    let mut last = CURRENT.load(Ordering::Relaxed);
+    let mut last = current();
     for _ in 0..300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = CURRENT.load(Ordering::Relaxed);
+        let now = current();
         if last.abs_diff(now) < 1 << 20 {
             return;
         }
