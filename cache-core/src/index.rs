@@ -26,16 +26,14 @@
 //! assert_index_value::<(String, u32)>();
 //! ```
 
-use std::any::Any;
 use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::engine::{ErasedTable, Table, ValuesFn};
 use crate::object::Object;
-use crate::store::StoreError;
-use crate::store::trie::{Entry, Trie, touch_key};
 
 /// A type that can be an index value. See the [module docs](self) for the rule; it is implemented
 /// for every type that meets it.
@@ -202,8 +200,6 @@ impl<T, V> fmt::Debug for Index<T, V> {
     }
 }
 
-type ValuesFn<T, V> = dyn Fn(&T, &mut Vec<V>) + Send + Sync;
-
 /// One named index definition: a function from an object to its values (client-go's
 /// `IndexFunc` with its name).
 ///
@@ -225,7 +221,7 @@ type ValuesFn<T, V> = dyn Fn(&T, &mut Vec<V>) + Send + Sync;
 /// ```
 pub struct Indexer<T: Object> {
     name: Cow<'static, str>,
-    make: Arc<dyn Fn() -> Arc<dyn ErasedIndex<T>> + Send + Sync>,
+    make: Arc<dyn Fn() -> Arc<dyn ErasedTable<T::Key, T>> + Send + Sync>,
 }
 
 impl<T: Object> Clone for Indexer<T> {
@@ -257,7 +253,8 @@ impl<T: Object> Indexer<T> {
     }
 
     /// Like [`new`](Self::new), but at most one object may hold each value; a write that would
-    /// put a second object under a value fails with [`StoreError::UniqueViolation`].
+    /// put a second object under a value fails with
+    /// [`StoreError::UniqueViolation`](crate::StoreError::UniqueViolation).
     pub fn unique<V, I, F>(name: impl Into<Cow<'static, str>>, f: F) -> Self
     where
         V: IndexValue,
@@ -290,13 +287,12 @@ impl<T: Object> Indexer<T> {
         Self {
             name,
             make: Arc::new(move || {
-                Arc::new(TypedIndex::<T, V> {
-                    name: index_name.clone(),
+                Arc::new(Table::new(
+                    index_name.clone(),
                     unique,
-                    values_fn: f.clone(),
-                    buckets: Trie::with_hasher(Hasher::default()),
-                    scratch: (Vec::new(), Vec::new()),
-                })
+                    f.clone(),
+                    Hasher::default(),
+                ))
             }),
         }
     }
@@ -306,8 +302,8 @@ impl<T: Object> Indexer<T> {
         &self.name
     }
 
-    /// An empty index of this definition.
-    pub(crate) fn build(&self) -> Arc<dyn ErasedIndex<T>> {
+    /// The storage of an empty index of this definition.
+    pub(crate) fn build(&self) -> Arc<dyn ErasedTable<T::Key, T>> {
         (self.make)()
     }
 }
@@ -391,459 +387,4 @@ impl<T: Object> FromIterator<Indexer<T>> for Indexers<T> {
     }
 }
 
-pub(crate) type Hasher = foldhash::fast::RandomState;
-
-/// The objects of a snapshot by key: the primary map.
-pub(crate) type Objects<T> = Trie<ObjEntry<<T as Object>::Key, T>, Hasher>;
-
-/// An entry of the primary map: a key and its object.
-pub(crate) struct ObjEntry<K, T> {
-    pub(crate) key: K,
-    pub(crate) obj: Arc<T>,
-}
-
-impl<K: Clone, T> Clone for ObjEntry<K, T> {
-    fn clone(&self) -> Self {
-        Self {
-            key: self.key.clone(),
-            obj: self.obj.clone(),
-        }
-    }
-}
-
-impl<K: Hash + Eq + Clone, T> Entry for ObjEntry<K, T> {
-    type Key = K;
-    fn key(&self) -> &K {
-        &self.key
-    }
-
-    /// Keeps the stored key: its copies in index buckets then still share its allocation, and
-    /// compare by pointer.
-    fn refresh(&mut self, new: Self) -> Self {
-        let old = std::mem::replace(&mut self.obj, new.obj);
-        Self {
-            key: self.key.clone(),
-            obj: old,
-        }
-    }
-
-    fn touch(&self) -> usize {
-        touch_key(&self.key).wrapping_add(Arc::strong_count(&self.obj))
-    }
-}
-
-/// The objects under one index value, with their keys, in key order. A bucket holds the objects
-/// themselves, so a query reads them without a second lookup. Most buckets of a unique index,
-/// and many of a fine-grained one, hold one object: that case needs no map at all.
-pub(crate) enum Bucket<K: Ord + Clone, T> {
-    One(K, Arc<T>),
-    Many(imbl::OrdMap<K, Arc<T>>),
-}
-
-impl<K: Ord + Clone, T> Clone for Bucket<K, T> {
-    fn clone(&self) -> Self {
-        match self {
-            Bucket::One(k, o) => Bucket::One(k.clone(), o.clone()),
-            Bucket::Many(m) => Bucket::Many(m.clone()),
-        }
-    }
-}
-
-impl<K: Ord + Clone, T> Bucket<K, T> {
-    /// A bucket of `entries`, which are sorted by key and distinct.
-    fn from_sorted(mut entries: Vec<(K, Arc<T>)>) -> Option<Self> {
-        match entries.len() {
-            0 => None,
-            1 => entries.pop().map(|(k, o)| Bucket::One(k, o)),
-            _ => Some(Bucket::Many(entries.into_iter().collect())),
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Bucket::One(..) => 1,
-            Bucket::Many(m) => m.len(),
-        }
-    }
-
-    pub(crate) fn iter(&self) -> BucketIter<'_, K, T> {
-        match self {
-            Bucket::One(k, o) => BucketIter::One(Some((k, o))),
-            Bucket::Many(m) => BucketIter::Many(m.iter()),
-        }
-    }
-
-    pub(crate) fn first(&self) -> Option<(&K, &Arc<T>)> {
-        match self {
-            Bucket::One(k, o) => Some((k, o)),
-            Bucket::Many(m) => m.get_min().map(|(k, o)| (k, o)),
-        }
-    }
-
-    fn contains(&self, key: &K) -> bool {
-        match self {
-            Bucket::One(k, _) => k == key,
-            Bucket::Many(m) => m.contains_key(key),
-        }
-    }
-
-    /// Inserts or replaces the object under `key`.
-    fn insert(&mut self, key: K, obj: Arc<T>) {
-        match self {
-            Bucket::One(k, o) if *k == key => *o = obj,
-            Bucket::One(k, o) => {
-                let mut m = imbl::OrdMap::new();
-                m.insert(k.clone(), o.clone());
-                m.insert(key, obj);
-                *self = Bucket::Many(m);
-            }
-            Bucket::Many(m) => {
-                m.insert(key, obj);
-            }
-        }
-    }
-
-    /// Removes `key`; returns whether the bucket is now empty (and must be dropped).
-    fn remove(&mut self, key: &K) -> bool {
-        match self {
-            Bucket::One(k, _) => k == key,
-            Bucket::Many(m) => {
-                m.remove(key);
-                if m.len() == 1 {
-                    if let Some((k, o)) = m.get_min().map(|(k, o)| (k.clone(), o.clone())) {
-                        *self = Bucket::One(k, o);
-                    }
-                    return false;
-                }
-                m.is_empty()
-            }
-        }
-    }
-}
-
-/// The entries of a [`Bucket`], in key order.
-pub(crate) enum BucketIter<'a, K, T> {
-    One(Option<(&'a K, &'a Arc<T>)>),
-    Many(imbl::ordmap::Iter<'a, K, Arc<T>, imbl::shared_ptr::DefaultSharedPtr>),
-}
-
-impl<'a, K: Ord, T> Iterator for BucketIter<'a, K, T> {
-    type Item = (&'a K, &'a Arc<T>);
-    fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            BucketIter::One(e) => e.take(),
-            BucketIter::Many(it) => it.next(),
-        }
-    }
-}
-
-/// One value of an index and its bucket: the entry type of an index's trie. Shared behind an
-/// `Arc`, so that copying a trie node never clones a value; the value is shared too, so that
-/// copying the entry to change its bucket does not clone it either.
-pub(crate) struct ValueEntry<V, K: Ord + Clone, T> {
-    value: Arc<V>,
-    pub(crate) bucket: Bucket<K, T>,
-}
-
-impl<V, K: Ord + Clone, T> Clone for ValueEntry<V, K, T> {
-    fn clone(&self) -> Self {
-        Self {
-            value: self.value.clone(),
-            bucket: self.bucket.clone(),
-        }
-    }
-}
-
-impl<V: IndexValue, K: Ord + Clone, T> Entry for Arc<ValueEntry<V, K, T>> {
-    type Key = V;
-    fn key(&self) -> &V {
-        &self.value
-    }
-    fn touch(&self) -> usize {
-        Arc::strong_count(self)
-    }
-}
-
-/// The storage of one index inside a snapshot, with its value type erased so that indexes of
-/// different value types sit side by side. Typed access goes back through [`Index<T, V>`].
-pub(crate) trait ErasedIndex<T: Object>: Send + Sync {
-    fn name(&self) -> &str;
-    fn as_any(&self) -> &dyn Any;
-    fn value_type(&self) -> &'static str;
-    fn is_unique(&self) -> bool;
-    /// Fails when writing `new` under `key` would break a unique index.
-    fn check(&self, key: &T::Key, new: &T) -> Result<(), StoreError>;
-    /// A copy sharing all of this index's storage.
-    fn clone_arc(&self) -> Arc<dyn ErasedIndex<T>>;
-    /// Brings this index up to date with the object under `key` going from `old` to `new`.
-    /// Copies only the storage that another version shares.
-    fn update(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>);
-    /// A new index of the same definition holding `objects`, built in one pass.
-    fn rebuilt(&self, objects: &Objects<T>) -> Arc<dyn ErasedIndex<T>>;
-    /// The objects sharing any value with `obj` (client-go's `Index`), by key.
-    fn matching(&self, obj: &T) -> Vec<Arc<T>>;
-    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T::Key, T>>>;
-    fn values_str(&self) -> Option<Vec<String>>;
-    fn bucket_count(&self) -> usize;
-    /// Every (value, key, object) triple, the value rendered with Debug, for consistency checks.
-    fn debug_entries(&self) -> Vec<(String, T::Key, Arc<T>)>;
-    /// The values of `obj`, rendered with Debug.
-    fn debug_values(&self, obj: &T) -> Vec<String>;
-    /// See [`Trie::prepare_drop`].
-    fn prepare_drop(&self);
-}
-
-pub(crate) struct TypedIndex<T: Object, V: IndexValue> {
-    name: Arc<str>,
-    unique: bool,
-    values_fn: Arc<ValuesFn<T, V>>,
-    buckets: Trie<Arc<ValueEntry<V, T::Key, T>>, Hasher>,
-    /// Reused by `update` for the old and the new object's values, so that a write allocates
-    /// no vectors.
-    scratch: (Vec<V>, Vec<V>),
-}
-
-impl<T: Object, V: IndexValue> Clone for TypedIndex<T, V> {
-    fn clone(&self) -> Self {
-        Self {
-            name: self.name.clone(),
-            unique: self.unique,
-            values_fn: self.values_fn.clone(),
-            buckets: self.buckets.clone(),
-            scratch: (Vec::new(), Vec::new()),
-        }
-    }
-}
-
-impl<T: Object, V: IndexValue> TypedIndex<T, V> {
-    /// The object's values, sorted and without repeats.
-    fn values(&self, obj: &T) -> Vec<V> {
-        let mut out = Vec::new();
-        (self.values_fn)(obj, &mut out);
-        if out.len() > 1 {
-            out.sort_unstable();
-            out.dedup();
-        }
-        out
-    }
-
-    pub(crate) fn bucket<Q>(&self, value: &Q) -> Option<&Bucket<T::Key, T>>
-    where
-        V: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.buckets.get(value).map(|e| &e.bucket)
-    }
-
-    pub(crate) fn values_iter(&self) -> impl Iterator<Item = &V> {
-        self.buckets.iter().map(|e| &*e.value)
-    }
-
-    /// The object's values into `out` (empty on entry), sorted and without repeats.
-    fn values_into(&self, obj: &T, out: &mut Vec<V>) {
-        (self.values_fn)(obj, out);
-        if out.len() > 1 {
-            out.sort_unstable();
-            out.dedup();
-        }
-    }
-
-    /// Puts `obj` under `value`, which already holds `key`, without cloning the value.
-    fn replace_in(&mut self, value: &V, key: &T::Key, obj: &Arc<T>) {
-        match self.buckets.get_mut(value) {
-            Some(e) => Arc::make_mut(e).bucket.insert(key.clone(), obj.clone()),
-            None => self.put(value.clone(), key, obj),
-        }
-    }
-
-    /// Puts `obj` under `value`, replacing what `key` held there.
-    fn put(&mut self, value: V, key: &T::Key, obj: &Arc<T>) {
-        match self.buckets.get_mut(&value) {
-            Some(e) => Arc::make_mut(e).bucket.insert(key.clone(), obj.clone()),
-            None => {
-                let bucket = Bucket::One(key.clone(), obj.clone());
-                self.buckets.insert(Arc::new(ValueEntry {
-                    value: Arc::new(value),
-                    bucket,
-                }));
-            }
-        }
-    }
-
-    fn remove_key(&mut self, value: V, key: &T::Key) {
-        let Some(e) = self.buckets.get_mut(&value) else {
-            return;
-        };
-        if Arc::make_mut(e).bucket.remove(key) {
-            self.buckets.remove(&value);
-        }
-    }
-}
-
-impl<T: Object, V: IndexValue> ErasedIndex<T> for TypedIndex<T, V> {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn value_type(&self) -> &'static str {
-        std::any::type_name::<V>()
-    }
-
-    fn is_unique(&self) -> bool {
-        self.unique
-    }
-
-    fn check(&self, key: &T::Key, new: &T) -> Result<(), StoreError> {
-        if !self.unique {
-            return Ok(());
-        }
-        for value in self.values(new) {
-            if let Some(bucket) = self.bucket(&value)
-                && !bucket.contains(key)
-            {
-                let holder = bucket
-                    .first()
-                    .map(|(k, _)| format!("{k:?}"))
-                    .unwrap_or_default();
-                return Err(StoreError::UniqueViolation {
-                    index: self.name.to_string(),
-                    value: format!("{value:?}"),
-                    key: format!("{key:?}"),
-                    holder,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn clone_arc(&self) -> Arc<dyn ErasedIndex<T>> {
-        Arc::new(self.clone())
-    }
-
-    fn update(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>) {
-        if let (Some(o), Some(n)) = (old, new)
-            && Arc::ptr_eq(o, n)
-        {
-            return;
-        }
-        let (mut old_values, mut new_values) = std::mem::take(&mut self.scratch);
-        if let Some(o) = old {
-            self.values_into(o, &mut old_values);
-        }
-        if let Some(n) = new {
-            self.values_into(n, &mut new_values);
-        }
-        if let (Some(new), [o], [n]) = (new, &old_values[..], &new_values[..])
-            && o == n
-        {
-            // The common update: one value, unchanged. The bucket stays; it must still hold
-            // the new object.
-            self.replace_in(n, key, new);
-        } else {
-            for value in old_values.drain(..) {
-                if new_values.binary_search(&value).is_err() {
-                    self.remove_key(value, key);
-                }
-            }
-            if let Some(new) = new {
-                // The object changed, so even an unchanged value's bucket must hold the new one.
-                for value in new_values.drain(..) {
-                    self.put(value, key, new);
-                }
-            }
-        }
-        old_values.clear();
-        new_values.clear();
-        self.scratch = (old_values, new_values);
-    }
-
-    fn rebuilt(&self, objects: &Objects<T>) -> Arc<dyn ErasedIndex<T>> {
-        type Group<K, T> = Vec<(K, Arc<T>)>;
-        let mut groups: std::collections::HashMap<V, Group<T::Key, T>, Hasher> =
-            std::collections::HashMap::with_hasher(Hasher::default());
-        let mut scratch = Vec::new();
-        for ObjEntry { key, obj } in objects.iter() {
-            scratch.clear();
-            (self.values_fn)(obj, &mut scratch);
-            if scratch.len() > 1 {
-                scratch.sort_unstable();
-                scratch.dedup();
-            }
-            for value in scratch.drain(..) {
-                groups
-                    .entry(value)
-                    .or_default()
-                    .push((key.clone(), obj.clone()));
-            }
-        }
-        let entries = groups.into_iter().filter_map(|(value, mut group)| {
-            group.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            let bucket = Bucket::from_sorted(group)?;
-            Some(Arc::new(ValueEntry {
-                value: Arc::new(value),
-                bucket,
-            }))
-        });
-        Arc::new(Self {
-            name: self.name.clone(),
-            unique: self.unique,
-            values_fn: self.values_fn.clone(),
-            buckets: Trie::from_entries(self.buckets.hasher().clone(), entries),
-            scratch: (Vec::new(), Vec::new()),
-        })
-    }
-
-    fn matching(&self, obj: &T) -> Vec<Arc<T>> {
-        let values = self.values(obj);
-        let mut found: Vec<(&T::Key, &Arc<T>)> = Vec::new();
-        for value in &values {
-            if let Some(bucket) = self.bucket(value) {
-                found.extend(bucket.iter());
-            }
-        }
-        if values.len() > 1 {
-            found.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            found.dedup_by(|a, b| a.0 == b.0);
-        }
-        found.into_iter().map(|(_, o)| o.clone()).collect()
-    }
-
-    fn bucket_str(&self, value: &str) -> Option<Option<&Bucket<T::Key, T>>> {
-        let me = (self as &dyn Any).downcast_ref::<TypedIndex<T, String>>()?;
-        Some(me.bucket(value))
-    }
-
-    fn values_str(&self) -> Option<Vec<String>> {
-        let me = (self as &dyn Any).downcast_ref::<TypedIndex<T, String>>()?;
-        Some(me.values_iter().cloned().collect())
-    }
-
-    fn bucket_count(&self) -> usize {
-        self.buckets.len()
-    }
-
-    fn debug_entries(&self) -> Vec<(String, T::Key, Arc<T>)> {
-        let mut out = Vec::new();
-        for e in self.buckets.iter() {
-            let v = format!("{:?}", e.value);
-            out.extend(
-                e.bucket
-                    .iter()
-                    .map(|(k, o)| (v.clone(), k.clone(), o.clone())),
-            );
-        }
-        out
-    }
-
-    fn debug_values(&self, obj: &T) -> Vec<String> {
-        self.values(obj).iter().map(|v| format!("{v:?}")).collect()
-    }
-
-    fn prepare_drop(&self) {
-        self.buckets.prepare_drop();
-    }
-}
+pub(crate) use crate::engine::Hasher;

@@ -60,6 +60,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod controller;
+mod engine;
 pub mod index;
 pub mod informer;
 pub mod lister;

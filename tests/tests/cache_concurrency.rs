@@ -95,9 +95,10 @@ fn check_snapshot(cache: &Cache<Pod>) -> u64 {
             keys.push(o.key());
             *from_buckets.entry(o.key()).or_default() += 1;
         }
+        keys.sort();
         assert!(
             keys.windows(2).all(|w| w[0] < w[1]),
-            "bucket not ordered by key"
+            "an object twice in one bucket"
         );
     }
     for label in snap.values(LABEL) {

@@ -91,6 +91,8 @@ enum Op {
     /// 0: `parity` (conflicts once added); 1: `tag` (always conflicts); 2: the same name twice.
     AddIndexers(u8),
     Bookmark(u64),
+    /// Copy the live state into fresh storage now (it also happens by itself).
+    Compact,
 }
 
 fn object() -> impl Strategy<Value = M> {
@@ -123,11 +125,12 @@ fn op() -> impl Strategy<Value = Op> {
         2 => prop::collection::vec((0..3u8, object()), 0..8).prop_map(Op::Transaction),
         1 => (0..3u8).prop_map(Op::AddIndexers),
         1 => (1..1000u64).prop_map(Op::Bookmark),
+        1 => Just(Op::Compact),
     ]
 }
 
 /// The reference: a sorted map, the resource version and the installed index names.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Model {
     objects: BTreeMap<ObjectKey, M>,
     rv: Option<String>,
@@ -300,6 +303,7 @@ fn apply(cache: &Cache<M>, model: &mut Model, op: &Op) -> Result<(), TestCaseErr
             cache.bookmark((*rv).into());
             model.rv = Some(rv.to_string());
         }
+        Op::Compact => cache.compact(),
     }
     Ok(())
 }
@@ -314,12 +318,37 @@ fn expected_bucket(model: &Model, index: &str, value: &str) -> Vec<ObjectKey> {
         .collect()
 }
 
+/// The keys of `objs`, sorted: index queries answer in no particular order.
 fn keys_of(objs: &[Arc<M>]) -> Vec<ObjectKey> {
-    objs.iter().map(|o| o.key()).collect()
+    sorted(objs.iter().map(|o| o.key()).collect())
 }
 
+fn sorted<K: Ord>(mut keys: Vec<K>) -> Vec<K> {
+    keys.sort();
+    keys
+}
+
+/// Everything a cache answers, against the model: the current snapshot, then the cache's own
+/// shorthand reads.
 fn check(cache: &Cache<M>, model: &Model) -> Result<(), TestCaseError> {
     let snap: Arc<Snapshot<M>> = cache.snapshot();
+    check_snapshot(&snap, model)?;
+    let mut keys = cache.list_keys();
+    keys.sort();
+    prop_assert_eq!(keys, model.objects.keys().cloned().collect::<Vec<_>>());
+    for m in model.objects.values() {
+        prop_assert_eq!(cache.get(m).map(|o| (*o).clone()), Some(m.clone()));
+    }
+    let indexers = cache.indexers();
+    prop_assert_eq!(
+        indexers.names().collect::<Vec<_>>(),
+        snap.index_names().collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// Everything a snapshot answers, against the model.
+fn check_snapshot(snap: &Snapshot<M>, model: &Model) -> Result<(), TestCaseError> {
     prop_assert_eq!(snap.verify_indexes(), Ok(()));
 
     // Objects.
@@ -328,27 +357,24 @@ fn check(cache: &Cache<M>, model: &Model) -> Result<(), TestCaseError> {
     listed.sort_by_key(|m| m.key());
     let expected: Vec<M> = model.objects.values().cloned().collect();
     prop_assert_eq!(&listed, &expected);
-    let mut keys = cache.list_keys();
+    let mut keys: Vec<ObjectKey> = snap.keys().cloned().collect();
     keys.sort();
     prop_assert_eq!(keys, model.objects.keys().cloned().collect::<Vec<_>>());
     for (k, m) in &model.objects {
         prop_assert_eq!(snap.get(k).map(|o| (**o).clone()), Some(m.clone()));
-        prop_assert_eq!(cache.get(m).map(|o| (*o).clone()), Some(m.clone()));
     }
     prop_assert_eq!(
         snap.resource_version().map(|r| r.as_str().to_owned()),
         model.rv.clone()
     );
 
-    // Every index: its values, and the objects under each value, in key order.
+    // Every index: its values, and the objects under each value.
     let mut names: Vec<&str> = vec!["tag", "group"];
     if model.unique {
         names.push("uniq");
     }
     names.extend(model.indexes.iter().copied());
     prop_assert_eq!(snap.index_names().collect::<Vec<_>>(), names.clone());
-    let indexers = cache.indexers();
-    prop_assert_eq!(indexers.names().collect::<Vec<_>>(), names.clone());
     for &name in &names {
         let values: BTreeSet<String> = model
             .objects
@@ -360,11 +386,12 @@ fn check(cache: &Cache<M>, model: &Model) -> Result<(), TestCaseError> {
             let got = match name {
                 "tag" => {
                     // The objects themselves, not only their keys, are the current ones.
-                    let objs: Vec<M> = snap
+                    let mut objs: Vec<M> = snap
                         .by(TAG, value.as_str())
                         .iter()
                         .map(|o| (**o).clone())
                         .collect();
+                    objs.sort_by_key(|m| m.key());
                     let want_objs: Vec<M> = want.iter().map(|k| model.objects[k].clone()).collect();
                     prop_assert_eq!(objs, want_objs);
                     keys_of(&snap.by(TAG, value.as_str()))
@@ -383,23 +410,25 @@ fn check(cache: &Cache<M>, model: &Model) -> Result<(), TestCaseError> {
                     values.iter().cloned().collect::<Vec<_>>()
                 );
                 prop_assert_eq!(
-                    cache.index_values(name).unwrap(),
+                    snap.index_values(name).unwrap(),
                     values.iter().cloned().collect::<Vec<_>>()
                 );
                 for value in &values {
                     let want = expected_bucket(model, name, value);
-                    prop_assert_eq!(keys_of(&cache.by_index(name, value).unwrap()), want.clone());
-                    prop_assert_eq!(cache.index_keys(name, value).unwrap(), want.clone());
-                    prop_assert_eq!(snap.keys_by(index, value.as_str()), want.clone());
+                    prop_assert_eq!(keys_of(&snap.by_index(name, value).unwrap()), want.clone());
+                    prop_assert_eq!(sorted(snap.index_keys(name, value).unwrap()), want.clone());
+                    prop_assert_eq!(sorted(snap.keys_by(index, value.as_str())), want.clone());
                     prop_assert_eq!(snap.count_by(index, value.as_str()), want.len());
                     prop_assert_eq!(
-                        snap.by_iter(index, value.as_str())
-                            .map(|o| o.key())
-                            .collect::<Vec<_>>(),
+                        sorted(
+                            snap.by_iter(index, value.as_str())
+                                .map(|o| o.key())
+                                .collect::<Vec<_>>()
+                        ),
                         want.clone()
                     );
                 }
-                prop_assert!(cache.by_index(name, "absent").unwrap().is_empty());
+                prop_assert!(snap.by_index(name, "absent").unwrap().is_empty());
             }
             "group" => {
                 let got: Vec<String> = snap.values(GROUP).iter().map(|v| v.to_string()).collect();
@@ -427,8 +456,9 @@ fn check(cache: &Cache<M>, model: &Model) -> Result<(), TestCaseError> {
         for v in expected_values("tag", probe) {
             want.extend(expected_bucket(model, "tag", &v));
         }
-        let got = keys_of(&cache.index("tag", probe).unwrap());
-        prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+        let got = snap.index("tag", probe).unwrap();
+        prop_assert_eq!(got.len(), want.len(), "an object twice");
+        prop_assert_eq!(keys_of(&got), want.into_iter().collect::<Vec<_>>());
     }
     Ok(())
 }
@@ -451,5 +481,26 @@ proptest! {
             apply(&cache, &mut model, op)?;
             check(&cache, &model)?;
         }
+    }
+
+    /// Snapshots taken along the way keep answering exactly as the cache did when they were
+    /// taken, however many writes and compactions (forced, and by themselves once replaced
+    /// objects pile up) follow.
+    #[test]
+    fn held_snapshots_keep_their_state_across_writes_and_compactions(
+        unique in any::<bool>(),
+        ops in prop::collection::vec(op(), 1..150),
+    ) {
+        let cache = Cache::with_indexers(initial_indexers(unique));
+        let mut model = Model { unique, ..Model::default() };
+        let mut held = vec![(cache.snapshot(), model.clone())];
+        for op in &ops {
+            apply(&cache, &mut model, op)?;
+            held.push((cache.snapshot(), model.clone()));
+        }
+        for (snap, model) in &held {
+            check_snapshot(snap, model)?;
+        }
+        check(&cache, &model)?;
     }
 }

@@ -6,16 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
-use super::trie::Trie;
 use super::{Change, Store, StoreError, TransactionError};
-use crate::index::{
-    BucketIter, ErasedIndex, Hasher, Index, IndexQuery, IndexValue, Indexed, Indexer, Indexers,
-    ObjEntry, Objects, TypedIndex,
-};
+use crate::engine::{self, Bucket, Conflict, ErasedTable, Table, Version};
+use crate::index::{Hasher, Index, IndexQuery, IndexValue, Indexed, Indexer, Indexers};
 use crate::object::{Object, ResourceVersion};
-
-/// The indexes of a snapshot. Shared between snapshots until a write changes one of them.
-type IndexList<T> = Arc<Vec<Arc<dyn ErasedIndex<T>>>>;
 
 /// How many replaced snapshots the writer keeps before dropping them itself. A reader that loads
 /// a snapshot just before it is replaced almost always lets go of it within this many writes, so
@@ -39,10 +33,17 @@ const RETIRED: usize = 4;
 /// # Writes
 ///
 /// Writers are serialized by a mutex that readers never touch. A write copies only the path to
-/// what it changes (the maps are persistent, with structural sharing): O(log n), never a copy of
-/// the whole map. [`replace`](Self::replace) builds a fresh snapshot and publishes it once;
-/// [`transaction`](Self::transaction) applies many changes with one publish. Replaced snapshots
-/// are freed by the writer, a few writes later, unless a reader still holds one.
+/// what it changes (the maps are persistent hash tries whose nodes name each other by number, so
+/// a copy touches no reference count): O(log n), never a copy of the whole map.
+/// [`replace`](Self::replace) builds a fresh snapshot and publishes it once;
+/// [`transaction`](Self::transaction) applies many changes with one publish.
+///
+/// # Memory
+///
+/// A held snapshot keeps exactly what it sees. Storage that no snapshot can reach any more is
+/// reclaimed by the writer, never by a reader: once replaced objects exceed a tenth of the live
+/// ones, the next write copies the live state into fresh storage (amortized O(1) per write), and
+/// the old storage is freed as soon as no snapshot uses it.
 ///
 /// # Examples
 ///
@@ -75,6 +76,8 @@ pub struct Cache<T: Object> {
 
 struct Writer<T: Object> {
     indexers: Indexers<T>,
+    store: engine::Writer<T::Key, T>,
+    resource_version: Option<ResourceVersion>,
     retired: VecDeque<Arc<Snapshot<T>>>,
 }
 
@@ -82,18 +85,17 @@ struct Writer<T: Object> {
 /// version they reflect, all at the same point in time.
 ///
 /// A snapshot is cheap to take and cheap to hold: it shares its structure with the cache. Holding
-/// it never blocks the writer; it only keeps the objects it sees alive.
+/// it never blocks the writer; it keeps alive the storage it sees, which the writer frees once
+/// the snapshot is dropped.
 pub struct Snapshot<T: Object> {
-    objects: Objects<T>,
-    indexes: IndexList<T>,
+    version: Version<T::Key, T>,
     resource_version: Option<ResourceVersion>,
 }
 
 impl<T: Object> Clone for Snapshot<T> {
     fn clone(&self) -> Self {
         Self {
-            objects: self.objects.clone(),
-            indexes: self.indexes.clone(),
+            version: self.version.clone(),
             resource_version: self.resource_version.clone(),
         }
     }
@@ -102,11 +104,8 @@ impl<T: Object> Clone for Snapshot<T> {
 impl<T: Object> fmt::Debug for Snapshot<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Snapshot")
-            .field("len", &self.objects.len())
-            .field(
-                "indexes",
-                &self.indexes.iter().map(|i| i.name()).collect::<Vec<_>>(),
-            )
+            .field("len", &self.len())
+            .field("indexes", &self.index_names().collect::<Vec<_>>())
             .field("resource_version", &self.resource_version)
             .finish()
     }
@@ -133,6 +132,15 @@ impl<T: Indexed> Cache<T> {
     }
 }
 
+fn violation(c: Conflict) -> StoreError {
+    StoreError::UniqueViolation {
+        index: c.index,
+        value: c.value,
+        key: c.key,
+        holder: c.holder,
+    }
+}
+
 impl<T: Object> Cache<T> {
     /// An empty cache with these indexes. When two share a name, the first is kept.
     pub fn with_indexers(indexers: Indexers<T>) -> Self {
@@ -142,15 +150,17 @@ impl<T: Object> Cache<T> {
                 kept.push(ix.clone());
             }
         }
+        let mut store = engine::Writer::new(kept.iter().map(Indexer::build).collect(), Hasher::default());
         let snapshot = Snapshot {
-            objects: Trie::with_hasher(Hasher::default()),
-            indexes: Arc::new(kept.iter().map(Indexer::build).collect()),
+            version: store.publish(),
             resource_version: None,
         };
         Self {
             current: ArcSwap::from_pointee(snapshot),
             writer: Mutex::new(Writer {
                 indexers: kept,
+                store,
+                resource_version: None,
                 retired: VecDeque::new(),
             }),
         }
@@ -162,22 +172,44 @@ impl<T: Object> Cache<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Writer<T>> {
-        // A panic while holding the lock cannot leave a half-written snapshot: writes build a new
-        // snapshot aside and publish it atomically. So a poisoned lock is safe to reuse.
-        self.writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        match self.writer.lock() {
+            Ok(writer) => writer,
+            Err(poisoned) => {
+                // A panic (in an index function) interrupted a write: the writer's unpublished
+                // state may be half-changed, but the published snapshot is whole. Start again
+                // from it.
+                let mut writer = poisoned.into_inner();
+                let current = self.current.load();
+                let items = current
+                    .version
+                    .iter()
+                    .map(|e| (e.key.clone(), e.obj.clone()))
+                    .collect();
+                writer.store.replace(items);
+                writer.resource_version = current.resource_version.clone();
+                self.writer.clear_poison();
+                writer
+            }
+        }
     }
 
-    /// Runs `f` on a private copy of the current snapshot and publishes the copy, unless `f`
-    /// returns an error.
-    fn write<R, E>(&self, f: impl FnOnce(&mut Snapshot<T>) -> Result<R, E>) -> Result<R, E> {
+    /// Runs `f` on the writer and publishes what it wrote, unless it returns an error (it then
+    /// has written nothing).
+    fn write<R, E>(&self, f: impl FnOnce(&mut Writer<T>) -> Result<R, E>) -> Result<R, E> {
         let mut writer = self.lock();
-        let mut next = Snapshot::clone(&self.current.load());
-        let out = f(&mut next)?;
+        let out = f(&mut writer)?;
+        self.publish(&mut writer);
+        Ok(out)
+    }
+
+    fn publish(&self, writer: &mut Writer<T>) {
+        let next = Snapshot {
+            version: writer.store.publish(),
+            resource_version: writer.resource_version.clone(),
+        };
         let old = self.current.swap(Arc::new(next));
         writer.retire(old);
-        Ok(out)
+        writer.store.free_unused();
     }
 
     /// Inserts or replaces `obj`.
@@ -186,7 +218,7 @@ impl<T: Object> Cache<T> {
     ///
     /// [`StoreError::UniqueViolation`]; nothing is written then.
     pub fn add(&self, obj: Arc<T>) -> Result<(), StoreError> {
-        self.write(|s| s.put(obj))
+        self.write(|w| w.put(obj))
     }
 
     /// Same as [`add`](Self::add), as in client-go.
@@ -204,8 +236,8 @@ impl<T: Object> Cache<T> {
     ///
     /// Never fails today; the signature matches [`Store::delete`].
     pub fn delete(&self, obj: Arc<T>) -> Result<(), StoreError> {
-        self.write(|s| {
-            s.remove(&obj.key(), Some(&obj));
+        self.write(|w| {
+            w.remove(&obj.key(), Some(&obj));
             Ok(())
         })
     }
@@ -213,8 +245,8 @@ impl<T: Object> Cache<T> {
     /// Removes the object with this key. The cache's resource version does not change
     /// (client-go's `Delete(key)`).
     pub fn delete_key(&self, key: &T::Key) {
-        let _ = self.write(|s| {
-            s.remove(key, None);
+        let _ = self.write(|w| {
+            w.remove(key, None);
             Ok::<(), StoreError>(())
         });
     }
@@ -231,7 +263,7 @@ impl<T: Object> Cache<T> {
         changes: impl IntoIterator<Item = Change<T>>,
     ) -> Result<(), TransactionError> {
         let (total, errors) = self
-            .write(|s| Ok::<_, StoreError>(s.apply_all(changes)))
+            .write(|w| Ok::<_, StoreError>(w.apply_all(changes)))
             .unwrap_or_else(|_| (0, Vec::new()));
         TransactionError::check(total, errors)
     }
@@ -248,58 +280,30 @@ impl<T: Object> Cache<T> {
         resource_version: Option<ResourceVersion>,
     ) -> Result<(), StoreError> {
         let mut writer = self.lock();
-        let hasher = self.current.load().objects.hasher().clone();
         let total = items.len();
-        let mut entries: Vec<(T::Key, Arc<T>)> =
-            items.into_iter().map(|obj| (obj.key(), obj)).collect();
         let mut errors = Vec::new();
-        let empty: Vec<Arc<dyn ErasedIndex<T>>> =
-            writer.indexers.iter().map(Indexer::build).collect();
-        if empty.iter().any(|i| i.is_unique()) {
-            // Unique indexes decide, in input order, which items are kept: check each item
-            // against a scratch copy that grows as items are accepted.
-            let mut scratch = Snapshot {
-                objects: Trie::with_hasher(hasher.clone()),
-                indexes: Arc::new(empty.iter().filter(|i| i.is_unique()).cloned().collect()),
-                resource_version: None,
-            };
-            let mut kept = Vec::with_capacity(entries.len());
-            for (i, (key, obj)) in entries.into_iter().enumerate() {
-                match scratch.check(&key, &obj) {
-                    Ok(()) => {
-                        let old = scratch.objects.insert(ObjEntry {
-                            key: key.clone(),
-                            obj: obj.clone(),
-                        });
-                        scratch.reindex(&key, old.as_ref().map(|e| &e.obj), Some(&obj));
-                        kept.push((key, obj));
-                    }
-                    Err(e) => errors.push((i, e)),
+        if writer.store.has_unique() {
+            // Unique indexes decide, in input order, which items are kept.
+            writer.store.clear();
+            for (i, obj) in items.into_iter().enumerate() {
+                if let Err(e) = writer.store.put(obj.key(), obj) {
+                    errors.push((i, violation(e)));
                 }
             }
-            entries = kept;
+        } else {
+            writer
+                .store
+                .replace(items.into_iter().map(|obj| (obj.key(), obj)).collect());
         }
-        // One pass: the primary map from the items (a later item wins over an earlier one with
-        // the same key), then each index from the primary map.
-        let objects = Trie::from_entries(
-            hasher,
-            entries.into_iter().map(|(key, obj)| ObjEntry { key, obj }),
-        );
-        let indexes = empty.iter().map(|i| i.rebuilt(&objects)).collect();
-        let next = Snapshot {
-            objects,
-            indexes: Arc::new(indexes),
-            resource_version,
-        };
-        let old = self.current.swap(Arc::new(next));
-        writer.retire(old);
+        writer.resource_version = resource_version;
+        self.publish(&mut writer);
         TransactionError::check(total, errors).map_err(StoreError::Partial)
     }
 
     /// Records that the source reached `resource_version` with no change here.
     pub fn bookmark(&self, resource_version: ResourceVersion) {
-        let _ = self.write(|s| {
-            s.resource_version = Some(resource_version);
+        let _ = self.write(|w| {
+            w.resource_version = Some(resource_version);
             Ok::<(), StoreError>(())
         });
     }
@@ -311,25 +315,38 @@ impl<T: Object> Cache<T> {
     ///
     /// [`StoreError::IndexConflict`] when a name is taken (or repeated); nothing is added then.
     pub fn add_indexers(&self, indexers: Indexers<T>) -> Result<(), StoreError> {
-        let mut writer = self.lock();
-        let mut seen: Vec<&str> = writer.indexers.names().collect();
-        for name in indexers.names() {
-            if seen.contains(&name) {
-                return Err(StoreError::IndexConflict {
-                    name: name.to_owned(),
-                });
+        self.write(|w| {
+            let mut seen: Vec<&str> = w.indexers.names().collect();
+            for name in indexers.names() {
+                if seen.contains(&name) {
+                    return Err(StoreError::IndexConflict {
+                        name: name.to_owned(),
+                    });
+                }
+                seen.push(name);
             }
-            seen.push(name);
-        }
-        let mut next = Snapshot::clone(&self.current.load());
-        for ix in indexers.iter() {
-            let index = ix.build().rebuilt(&next.objects);
-            Arc::make_mut(&mut next.indexes).push(index);
-        }
-        writer.indexers.extend(indexers.iter().cloned());
-        let old = self.current.swap(Arc::new(next));
-        writer.retire(old);
-        Ok(())
+            w.store
+                .add_tables(indexers.iter().map(Indexer::build).collect());
+            w.indexers.extend(indexers.iter().cloned());
+            Ok(())
+        })
+    }
+
+    /// Compacts the storage now (it otherwise happens by itself once replaced objects exceed a
+    /// tenth of the live ones), and publishes. For tests.
+    #[doc(hidden)]
+    pub fn compact(&self) {
+        let _ = self.write(|w| {
+            w.store.compact();
+            Ok::<(), StoreError>(())
+        });
+    }
+
+    /// How many times the writer has compacted the storage (copied the live state into fresh
+    /// storage to reclaim what replaced objects used). For tests and benchmarks.
+    #[doc(hidden)]
+    pub fn compactions(&self) -> u64 {
+        self.lock().store.compactions()
     }
 
     /// The installed index definitions (client-go's `GetIndexers`).
@@ -339,7 +356,7 @@ impl<T: Object> Cache<T> {
 
     /// The object with this key, from the current snapshot.
     pub fn get_by_key(&self, key: &T::Key) -> Option<Arc<T>> {
-        self.current.load().objects.get(key).map(|e| e.obj.clone())
+        self.current.load().get(key).cloned()
     }
 
     /// The object with `obj`'s key.
@@ -446,22 +463,47 @@ impl<T: Object> Cache<T> {
 }
 
 impl<T: Object> Writer<T> {
-    fn retire(&mut self, old: Arc<Snapshot<T>>) {
-        self.retired.push_back(old);
-        if self.retired.len() > RETIRED
-            && let Some(oldest) = self.retired.pop_front()
-        {
-            // Dropped here, by the writer: if no reader holds it, its nodes are freed now.
-            if Arc::strong_count(&oldest) == 1 {
-                oldest.objects.prepare_drop();
-                if Arc::strong_count(&oldest.indexes) == 1 {
-                    for index in oldest.indexes.iter() {
-                        if Arc::strong_count(index) == 1 {
-                            index.prepare_drop();
-                        }
+    fn put(&mut self, obj: Arc<T>) -> Result<(), StoreError> {
+        let rv = obj.resource_version();
+        self.store.put(obj.key(), obj).map_err(violation)?;
+        if let Some(rv) = rv {
+            self.resource_version = Some(rv);
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &T::Key, last: Option<&Arc<T>>) {
+        if let Some(rv) = last.and_then(|o| o.resource_version()) {
+            self.resource_version = Some(rv);
+        }
+        self.store.remove(key);
+    }
+
+    fn apply_all(
+        &mut self,
+        changes: impl IntoIterator<Item = Change<T>>,
+    ) -> (usize, Vec<(usize, StoreError)>) {
+        let mut errors = Vec::new();
+        let mut total = 0;
+        for (i, change) in changes.into_iter().enumerate() {
+            total += 1;
+            match change {
+                Change::Add(o) | Change::Update(o) => {
+                    if let Err(e) = self.put(o) {
+                        errors.push((i, e));
                     }
                 }
+                Change::Delete(o) => self.remove(&o.key(), Some(&o)),
             }
+        }
+        (total, errors)
+    }
+
+    fn retire(&mut self, old: Arc<Snapshot<T>>) {
+        self.retired.push_back(old);
+        if self.retired.len() > RETIRED {
+            // Dropped here, by the writer, unless a reader still holds it.
+            self.retired.pop_front();
         }
     }
 }
@@ -530,108 +572,64 @@ impl<T: Object> Store<T> for Cache<T> {
 }
 
 impl<T: Object> Snapshot<T> {
-    fn check(&self, key: &T::Key, obj: &T) -> Result<(), StoreError> {
-        self.indexes.iter().try_for_each(|i| i.check(key, obj))
-    }
-
-    fn put(&mut self, obj: Arc<T>) -> Result<(), StoreError> {
-        let key = obj.key();
-        self.check(&key, &obj)?;
-        if let Some(rv) = obj.resource_version() {
-            self.resource_version = Some(rv);
-        }
-        let old = self.objects.insert(ObjEntry {
-            key: key.clone(),
-            obj: obj.clone(),
-        });
-        self.reindex(&key, old.as_ref().map(|e| &e.obj), Some(&obj));
-        Ok(())
-    }
-
-    fn remove(&mut self, key: &T::Key, last: Option<&Arc<T>>) {
-        if let Some(rv) = last.and_then(|o| o.resource_version()) {
-            self.resource_version = Some(rv);
-        }
-        if let Some(ObjEntry { key, obj: old }) = self.objects.remove(key) {
-            self.reindex(&key, Some(&old), None);
-        }
-    }
-
-    /// Brings every index up to date with the object under `key` going from `old` to `new`.
-    /// An index shared with another version is copied first (its storage stays shared), so
-    /// that the changes of one transaction after the first are made in place.
-    fn reindex(&mut self, key: &T::Key, old: Option<&Arc<T>>, new: Option<&Arc<T>>) {
-        if self.indexes.is_empty() {
-            return;
-        }
-        for slot in Arc::make_mut(&mut self.indexes).iter_mut() {
-            if Arc::get_mut(slot).is_none() {
-                *slot = slot.clone_arc();
-            }
-            if let Some(index) = Arc::get_mut(slot) {
-                index.update(key, old, new);
-            }
-        }
-    }
-
-    fn apply_all(
-        &mut self,
-        changes: impl IntoIterator<Item = Change<T>>,
-    ) -> (usize, Vec<(usize, StoreError)>) {
-        let mut errors = Vec::new();
-        let mut total = 0;
-        for (i, change) in changes.into_iter().enumerate() {
-            total += 1;
-            match change {
-                Change::Add(o) | Change::Update(o) => {
-                    if let Err(e) = self.put(o) {
-                        errors.push((i, e));
-                    }
-                }
-                Change::Delete(o) => self.remove(&o.key(), Some(&o)),
-            }
-        }
-        (total, errors)
-    }
-
-    fn find(&self, name: &str) -> Result<&dyn ErasedIndex<T>, StoreError> {
-        self.indexes
+    /// The index called `name`: its position and storage.
+    fn find(&self, name: &str) -> Result<(usize, &dyn ErasedTable<T::Key, T>), StoreError> {
+        self.version
+            .tables
             .iter()
-            .find(|i| i.name() == name)
-            .map(|b| &**b)
+            .position(|t| t.name() == name)
+            .map(|i| (i, &*self.version.tables[i]))
             .ok_or_else(|| StoreError::UnknownIndex {
                 name: name.to_owned(),
             })
     }
 
-    fn typed<V: IndexValue>(&self, name: &str) -> Option<&TypedIndex<T, V>> {
-        self.indexes
-            .iter()
-            .find(|i| i.name() == name)?
-            .as_any()
-            .downcast_ref()
+    fn typed<V: IndexValue>(&self, name: &str) -> Option<(usize, &Table<T, V>)> {
+        let (i, t) = self.find(name).ok()?;
+        Some((i, t.as_any().downcast_ref()?))
     }
 
-    fn typed_named<V: IndexValue>(&self, name: &str) -> Result<&TypedIndex<T, V>, StoreError> {
-        let index = self.find(name)?;
-        index
+    fn typed_named<V: IndexValue>(&self, name: &str) -> Result<(usize, &Table<T, V>), StoreError> {
+        let (i, index) = self.find(name)?;
+        let typed = index
             .as_any()
             .downcast_ref()
             .ok_or_else(|| StoreError::IndexValueType {
                 name: name.to_owned(),
                 actual: index.value_type(),
                 requested: std::any::type_name::<V>(),
-            })
+            })?;
+        Ok((i, typed))
+    }
+
+    /// The bucket of `value` in `index`.
+    fn bucket<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Bucket>
+    where
+        V: IndexValue + Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (i, table) = self.typed::<V>(index.name())?;
+        table.bucket(&self.version, i, value)
+    }
+
+    /// The objects of a bucket, in a new vector.
+    fn collect(&self, bucket: Option<Bucket>) -> Vec<Arc<T>> {
+        let mut out = Vec::new();
+        if let Some(b) = bucket {
+            out.reserve_exact(b.len as usize);
+            clone_all(&mut out, self.version.ids(b.root).map(|e| &e.obj));
+        }
+        out
     }
 
     /// The number of objects.
     pub fn len(&self) -> usize {
-        self.objects.len()
+        self.version.len()
     }
 
     /// Whether there are no objects.
     pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
+        self.len() == 0
     }
 
     /// The resource version this snapshot reflects: that of the last write, replace or bookmark
@@ -642,49 +640,44 @@ impl<T: Object> Snapshot<T> {
 
     /// The object with this key.
     pub fn get(&self, key: &T::Key) -> Option<&Arc<T>> {
-        self.objects.get(key).map(|e| &e.obj)
+        self.version.get(key).map(|e| &e.obj)
     }
 
     /// Whether an object has this key.
     pub fn contains_key(&self, key: &T::Key) -> bool {
-        self.objects.get(key).is_some()
+        self.version.get(key).is_some()
     }
 
     /// Every object, in no particular order.
     pub fn list(&self) -> Vec<Arc<T>> {
-        let mut out = Vec::with_capacity(self.objects.len());
-        clone_all(&mut out, self.objects.iter().map(|e| &e.obj));
+        let mut out = Vec::with_capacity(self.len());
+        clone_all(&mut out, self.version.iter().map(|e| &e.obj));
         out
     }
 
     /// Every object, by reference, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<T>> {
-        self.objects.iter().map(|e| &e.obj)
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &Arc<T>> {
+        self.version.iter().map(|e| &e.obj)
     }
 
     /// Every key, in no particular order.
-    pub fn keys(&self) -> impl Iterator<Item = &T::Key> {
-        self.objects.iter().map(|e| &e.key)
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &T::Key> {
+        self.version.iter().map(|e| &e.key)
     }
 
     /// Every key with its object, in no particular order.
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&T::Key, &Arc<T>)> {
-        self.objects.iter().map(|e| (&e.key, &e.obj))
+        self.version.iter().map(|e| (&e.key, &e.obj))
     }
 
-    /// The objects whose index `index` holds `value`, ordered by key. A `String` index accepts
-    /// `&str`. An index that is not installed reads as empty.
+    /// The objects whose index `index` holds `value`, in no particular order. A `String` index
+    /// accepts `&str`. An index that is not installed reads as empty.
     pub fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
     where
         V: IndexValue + Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let mut out = Vec::new();
-        if let Some(bucket) = self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
-            out.reserve_exact(bucket.len());
-            clone_all(&mut out, bucket.iter().map(|(_, o)| o));
-        }
-        out
+        self.collect(self.bucket(index, value))
     }
 
     /// Like [`by`](Self::by), without collecting: the objects are borrowed from the snapshot.
@@ -693,11 +686,10 @@ impl<T: Object> Snapshot<T> {
         V: IndexValue + Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        let root = self.bucket(index, value).map_or(engine::hamt::NONE, |b| b.root);
         ByIter {
-            inner: self
-                .typed::<V>(index.name())
-                .and_then(|i| i.bucket(value))
-                .map(|b| b.iter()),
+            inner: engine::hamt::Iter::new(&self.version.words, root),
+            entries: &self.version.entries,
         }
     }
 
@@ -707,67 +699,62 @@ impl<T: Object> Snapshot<T> {
         V: IndexValue + Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.typed::<V>(index.name())
-            .and_then(|i| i.bucket(value))
-            .map_or(0, |b| b.len())
+        self.bucket(index, value).map_or(0, |b| b.len as usize)
     }
 
-    /// The object holding `value` in a unique index (the first by key, for an index that is not
+    /// The object holding `value` in a unique index (any one of them, for an index that is not
     /// unique).
     pub fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
     where
         V: IndexValue + Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (_, obj) = self.typed::<V>(index.name())?.bucket(value)?.first()?;
-        Some(obj.clone())
+        let b = self.bucket(index, value)?;
+        self.version.ids(b.root).next().map(|e| e.obj.clone())
     }
 
-    /// The keys of the objects whose index `index` holds `value`, in order.
+    /// The keys of the objects whose index `index` holds `value`, in no particular order.
     pub fn keys_by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<T::Key>
     where
         V: IndexValue + Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let mut out = Vec::new();
-        if let Some(bucket) = self.typed::<V>(index.name()).and_then(|i| i.bucket(value)) {
-            out.extend(bucket.iter().map(|(k, _)| k.clone()));
-        }
-        out
+        self.bucket(index, value)
+            .map(|b| self.version.ids(b.root).map(|e| e.key.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Every value present in `index`, sorted.
     pub fn values<V: IndexValue>(&self, index: Index<T, V>) -> Vec<V> {
         let mut out: Vec<V> = self
             .typed::<V>(index.name())
-            .map(|i| i.values_iter().cloned().collect())
+            .map(|(i, t)| t.values_iter(&self.version, i).cloned().collect())
             .unwrap_or_default();
         out.sort_unstable();
         out
     }
 
-    /// The objects whose `String`-valued index `name` holds `value` (client-go's `ByIndex`),
-    /// ordered by key. An unknown value gives an empty list.
+    /// The bucket of a `String` value in the index `name`.
+    fn bucket_str(&self, name: &str, value: &str) -> Result<Option<Bucket>, StoreError> {
+        let (i, index) = self.find(name)?;
+        index
+            .bucket_str(&self.version, i, value)
+            .ok_or_else(|| StoreError::IndexValueType {
+                name: name.to_owned(),
+                actual: index.value_type(),
+                requested: std::any::type_name::<String>(),
+            })
+    }
+
+    /// The objects whose `String`-valued index `name` holds `value` (client-go's `ByIndex`), in
+    /// no particular order. An unknown value gives an empty list.
     ///
     /// # Errors
     ///
     /// [`StoreError::UnknownIndex`]; [`StoreError::IndexValueType`] when the index's values are
     /// not strings (use [`by_index_value`](Self::by_index_value)).
     pub fn by_index(&self, name: &str, value: &str) -> Result<Vec<Arc<T>>, StoreError> {
-        let index = self.find(name)?;
-        let bucket = index
-            .bucket_str(value)
-            .ok_or_else(|| StoreError::IndexValueType {
-                name: name.to_owned(),
-                actual: index.value_type(),
-                requested: std::any::type_name::<String>(),
-            })?;
-        let mut out = Vec::new();
-        if let Some(b) = bucket {
-            out.reserve_exact(b.len());
-            clone_all(&mut out, b.iter().map(|(_, o)| o));
-        }
-        Ok(out)
+        Ok(self.collect(self.bucket_str(name, value)?))
     }
 
     /// The objects whose index `name` holds `value`, for an index of any value type.
@@ -781,23 +768,23 @@ impl<T: Object> Snapshot<T> {
         name: &str,
         value: &V,
     ) -> Result<Vec<Arc<T>>, StoreError> {
-        let index = self.typed_named::<V>(name)?;
-        let mut out = Vec::new();
-        if let Some(b) = index.bucket(value) {
-            out.reserve_exact(b.len());
-            clone_all(&mut out, b.iter().map(|(_, o)| o));
-        }
-        Ok(out)
+        let (i, index) = self.typed_named::<V>(name)?;
+        Ok(self.collect(index.bucket(&self.version, i, value)))
     }
 
     /// The objects that share at least one value of index `name` with `obj` (client-go's
-    /// `Index`), ordered by key, without duplicates.
+    /// `Index`), without duplicates, in no particular order.
     ///
     /// # Errors
     ///
     /// [`StoreError::UnknownIndex`].
     pub fn index(&self, name: &str, obj: &T) -> Result<Vec<Arc<T>>, StoreError> {
-        Ok(self.find(name)?.matching(obj))
+        let (i, index) = self.find(name)?;
+        let ids = index.matching(&self.version, i, obj);
+        Ok(ids
+            .into_iter()
+            .map(|id| engine::at(&self.version.entries, id).obj.clone())
+            .collect())
     }
 
     /// The keys under `value` in the `String`-valued index `name` (client-go's `IndexKeys`).
@@ -806,16 +793,9 @@ impl<T: Object> Snapshot<T> {
     ///
     /// As [`by_index`](Self::by_index).
     pub fn index_keys(&self, name: &str, value: &str) -> Result<Vec<T::Key>, StoreError> {
-        let index = self.find(name)?;
-        let bucket = index
-            .bucket_str(value)
-            .ok_or_else(|| StoreError::IndexValueType {
-                name: name.to_owned(),
-                actual: index.value_type(),
-                requested: std::any::type_name::<String>(),
-            })?;
-        Ok(bucket
-            .map(|b| b.iter().map(|(k, _)| k.clone()).collect())
+        Ok(self
+            .bucket_str(name, value)?
+            .map(|b| self.version.ids(b.root).map(|e| e.key.clone()).collect())
             .unwrap_or_default())
     }
 
@@ -826,51 +806,53 @@ impl<T: Object> Snapshot<T> {
     ///
     /// As [`by_index`](Self::by_index).
     pub fn index_values(&self, name: &str) -> Result<Vec<String>, StoreError> {
-        let index = self.find(name)?;
-        let mut values = index
-            .values_str()
-            .ok_or_else(|| StoreError::IndexValueType {
-                name: name.to_owned(),
-                actual: index.value_type(),
-                requested: std::any::type_name::<String>(),
-            })?;
+        let (i, index) = self.find(name)?;
+        let mut values =
+            index
+                .values_str(&self.version, i)
+                .ok_or_else(|| StoreError::IndexValueType {
+                    name: name.to_owned(),
+                    actual: index.value_type(),
+                    requested: std::any::type_name::<String>(),
+                })?;
         values.sort_unstable();
         Ok(values)
     }
 
     /// The names of the installed indexes.
     pub fn index_names(&self) -> impl Iterator<Item = &str> {
-        self.indexes.iter().map(|i| i.name())
+        self.version.tables.iter().map(|t| t.name())
     }
 
     /// Checks that every index agrees with the objects: each object sits in exactly the buckets
-    /// of its values, and each bucket entry is an object that has that value. Meant for tests of
-    /// this crate and of code built on it.
+    /// of its values, each bucket entry is an object that has that value, and each bucket knows
+    /// its size. Meant for tests of this crate and of code built on it.
     ///
     /// # Errors
     ///
     /// A description of the first disagreement.
     #[doc(hidden)]
     pub fn verify_indexes(&self) -> Result<(), String> {
-        for index in self.indexes.iter() {
+        for (i, index) in self.version.tables.iter().enumerate() {
             let mut expected: Vec<(String, T::Key)> = Vec::new();
-            for ObjEntry { key, obj } in self.objects.iter() {
-                for v in index.debug_values(obj) {
-                    expected.push((v, key.clone()));
+            for e in self.version.iter() {
+                for v in index.debug_values(&e.obj) {
+                    expected.push((v, e.key.clone()));
                 }
             }
-            let entries = index.debug_entries();
-            for (value, key, obj) in &entries {
-                if !self.get(key).is_some_and(|o| Arc::ptr_eq(o, obj)) {
+            let mut actual: Vec<(String, T::Key)> = Vec::new();
+            for (value, id) in index.debug_entries(&self.version, i) {
+                let e = engine::at(&self.version.entries, id);
+                if !self.get(&e.key).is_some_and(|o| Arc::ptr_eq(o, &e.obj)) {
                     return Err(format!(
-                        "index {:?} holds under {value} an object for {key:?} that is not the \
+                        "index {:?} holds under {value} an object for {:?} that is not the \
                          snapshot's",
-                        index.name()
+                        index.name(),
+                        e.key
                     ));
                 }
+                actual.push((value, e.key.clone()));
             }
-            let mut actual: Vec<(String, T::Key)> =
-                entries.into_iter().map(|(v, k, _)| (v, k)).collect();
             expected.sort();
             actual.sort();
             if expected != actual {
@@ -881,17 +863,8 @@ impl<T: Object> Snapshot<T> {
                     actual.len()
                 ));
             }
-            let buckets = index.bucket_count();
-            let distinct = {
-                let mut v: Vec<&String> = expected.iter().map(|e| &e.0).collect();
-                v.dedup();
-                v.len()
-            };
-            if buckets != distinct {
-                return Err(format!(
-                    "index {:?} keeps {buckets} buckets for {distinct} values",
-                    index.name()
-                ));
+            if let Err(e) = index.verify_sizes(&self.version, i) {
+                return Err(format!("index {:?}: {e}", index.name()));
             }
         }
         Ok(())
@@ -942,15 +915,16 @@ impl<T: Object> IndexQuery<T> for Cache<T> {
     }
 }
 
-/// The objects under one index value, in key order, borrowed from a [`Snapshot`]; see
+/// The objects under one index value, borrowed from a [`Snapshot`]; see
 /// [`Snapshot::by_iter`].
 pub struct ByIter<'a, T: Object> {
-    inner: Option<BucketIter<'a, T::Key, T>>,
+    inner: engine::hamt::Iter<'a>,
+    entries: &'a [std::sync::OnceLock<engine::Entry<T::Key, T>>],
 }
 
 impl<'a, T: Object> Iterator for ByIter<'a, T> {
     type Item = &'a Arc<T>;
     fn next(&mut self) -> Option<&'a Arc<T>> {
-        self.inner.as_mut()?.next().map(|(_, o)| o)
+        self.inner.next().map(|id| &engine::at(self.entries, id).obj)
     }
 }

@@ -2,7 +2,6 @@
 //! snapshot-published [`Cache`].
 
 mod cache;
-pub(crate) mod trie;
 mod undelta;
 
 use std::fmt;

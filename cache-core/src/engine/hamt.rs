@@ -1,0 +1,462 @@
+//! Hash array mapped tries whose nodes live in a shared word arena and refer to their children
+//! by offset: copying a node copies integers and touches no reference count.
+//!
+//! A trie is named by one *slot* word: [`NONE`] (empty), a leaf (the [`LEAF`] bit set, the
+//! other 31 bits a payload the caller gives meaning to: an entry id, a record offset), or the
+//! offset of a node. A node at a level that still has hash bits is `[bitmap, slot...]`, one slot
+//! per set bit, in bit order; below the last such level it is a collision list `[count, leaf...]`.
+//! A node with one leaf is never kept: the leaf takes its place, so a trie of one entry is a
+//! single leaf slot and needs no node at all.
+//!
+//! Writes copy the nodes on the path to what they change, except nodes allocated since the last
+//! publish (at or above [`Words::fresh`]), which no reader can see and which are changed in
+//! place: a batch of writes copies each upper node once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+/// The empty trie.
+pub(crate) const NONE: u32 = u32::MAX;
+/// Marks a slot as a leaf; the other bits are its payload.
+pub(crate) const LEAF: u32 = 1 << 31;
+
+/// Bits of hash consumed per level.
+const BITS: u32 = 5;
+/// The last level that still has hash bits; below it, colliding entries share one list.
+const LAST_SHIFT: u32 = (63 / BITS) * BITS;
+
+/// The slot index for `hash` at the level starting at `shift`: from the top bits down, so that
+/// sorting by hash groups entries level by level (see [`build`]).
+#[inline]
+fn index(hash: u64, shift: u32) -> u32 {
+    (hash.rotate_left(shift + BITS) & ((1 << BITS) - 1)) as u32
+}
+
+/// Where the slot for `bit` sits among a node's occupied slots.
+#[inline]
+fn position(bitmap: u32, bit: u32) -> u32 {
+    if bitmap == u32::MAX {
+        // A full node (the common case near the root): no population count, which the
+        // baseline x86-64 target computes in software.
+        return bit.trailing_zeros();
+    }
+    (bitmap & (bit - 1)).count_ones()
+}
+
+#[inline]
+pub(crate) fn is_leaf(slot: u32) -> bool {
+    slot != NONE && slot & LEAF != 0
+}
+
+/// Reads word `i`. Words are written once by the writer before the snapshot that reaches them
+/// is published (a release store through arc-swap, which readers load with acquire), so a
+/// relaxed load sees the written value.
+#[inline]
+pub(crate) fn rd(words: &[AtomicU32], i: u32) -> u32 {
+    words[i as usize].load(Relaxed)
+}
+
+/// The writer's side of a word arena: appends nodes, grows the arena when it is full.
+pub(crate) struct Words {
+    pub(crate) buf: Arc<[AtomicU32]>,
+    /// Words in use.
+    pub(crate) used: u32,
+    /// Words at or above this offset were allocated since the last publish.
+    pub(crate) fresh: u32,
+    /// Arenas replaced by growth, for the writer to free once no snapshot uses them.
+    pub(crate) old: Vec<Arc<[AtomicU32]>>,
+}
+
+/// An arena of `cap` zeroed words.
+pub(crate) fn zeroed(cap: usize) -> Arc<[AtomicU32]> {
+    (0..cap).map(|_| AtomicU32::new(0)).collect()
+}
+
+impl Words {
+    pub(crate) fn with_capacity(cap: usize) -> Self {
+        Self {
+            buf: zeroed(cap.max(64)),
+            used: 0,
+            fresh: 0,
+            old: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, i: u32) -> u32 {
+        rd(&self.buf, i)
+    }
+
+    #[inline]
+    pub(crate) fn set(&self, i: u32, v: u32) {
+        self.buf[i as usize].store(v, Relaxed);
+    }
+
+    /// Room for `n` more words; the offset of the first.
+    #[inline]
+    pub(crate) fn alloc(&mut self, n: u32) -> u32 {
+        if (self.used + n) as usize > self.buf.len() {
+            self.grow(n);
+        }
+        let at = self.used;
+        self.used += n;
+        at
+    }
+
+    /// Moves to an arena twice as large. Offsets stay valid; snapshots published before keep
+    /// reading the old arena.
+    #[cold]
+    fn grow(&mut self, n: u32) {
+        let cap = (self.buf.len() * 2).max(self.used as usize + n as usize);
+        assert!(cap < LEAF as usize, "word arena exceeds 2^31 words");
+        let used = self.used as usize;
+        let buf: Arc<[AtomicU32]> = (0..cap)
+            .map(|i| AtomicU32::new(if i < used { rd(&self.buf, i as u32) } else { 0 }))
+            .collect();
+        self.old.push(std::mem::replace(&mut self.buf, buf));
+    }
+
+    /// A node with `slots`, after `head` (the bitmap, or the count of a collision list).
+    fn node(&mut self, head: u32, slots: &[u32]) -> u32 {
+        let at = self.alloc(1 + slots.len() as u32);
+        self.set(at, head);
+        for (i, s) in slots.iter().enumerate() {
+            self.set(at + 1 + i as u32, *s);
+        }
+        at
+    }
+
+    /// Copies the `len` words at `from`, changing word `at` (relative) to `v`; in place when
+    /// the node is fresh.
+    fn with_word(&mut self, from: u32, len: u32, at: u32, v: u32) -> u32 {
+        if from >= self.fresh {
+            self.set(from + at, v);
+            return from;
+        }
+        let to = self.alloc(len);
+        for i in 0..len {
+            let w = if i == at { v } else { self.get(from + i) };
+            self.set(to + i, w);
+        }
+        to
+    }
+
+    /// Copies the `len` words at `from` with `v` inserted at relative position `at`, and the
+    /// head word replaced by `head`.
+    fn inserted(&mut self, from: u32, len: u32, head: u32, at: u32, v: u32) -> u32 {
+        let to = self.alloc(len + 1);
+        self.set(to, head);
+        for i in 1..at {
+            self.set(to + i, self.get(from + i));
+        }
+        self.set(to + at, v);
+        for i in at..len {
+            self.set(to + i + 1, self.get(from + i));
+        }
+        to
+    }
+
+    /// Copies the `len` words at `from` without the word at relative position `at`, and the
+    /// head word replaced by `head`.
+    fn removed(&mut self, from: u32, len: u32, head: u32, at: u32) -> u32 {
+        let to = self.alloc(len - 1);
+        self.set(to, head);
+        for i in 1..at {
+            self.set(to + i, self.get(from + i));
+        }
+        for i in at + 1..len {
+            self.set(to + i - 1, self.get(from + i));
+        }
+        to
+    }
+}
+
+/// How a trie's payloads relate to the key being looked for.
+pub(crate) trait Probe {
+    /// Whether `payload` is the one looked for.
+    fn is(&self, words: &[AtomicU32], payload: u32) -> bool;
+    /// The hash of the payload's key (needed when a new payload must share its slot).
+    fn hash_of(&self, words: &[AtomicU32], payload: u32) -> u64;
+}
+
+/// The payload under `hash` that `probe` accepts.
+#[inline]
+pub(crate) fn get(words: &[AtomicU32], root: u32, hash: u64, probe: &impl Probe) -> Option<u32> {
+    let mut slot = root;
+    let mut shift = 0;
+    loop {
+        if slot == NONE {
+            return None;
+        }
+        if slot & LEAF != 0 {
+            let p = slot & !LEAF;
+            return probe.is(words, p).then_some(p);
+        }
+        if shift > LAST_SHIFT {
+            let n = rd(words, slot);
+            return (1..=n)
+                .map(|i| rd(words, slot + i) & !LEAF)
+                .find(|p| probe.is(words, *p));
+        }
+        let bitmap = rd(words, slot);
+        let bit = 1 << index(hash, shift);
+        if bitmap & bit == 0 {
+            return None;
+        }
+        slot = rd(words, slot + 1 + position(bitmap, bit));
+        shift += BITS;
+    }
+}
+
+/// Inserts `payload` under `hash`, replacing the payload `probe` accepts. Returns the new root
+/// and the replaced payload.
+pub(crate) fn insert(
+    w: &mut Words,
+    root: u32,
+    hash: u64,
+    payload: u32,
+    probe: &impl Probe,
+) -> (u32, Option<u32>) {
+    ins(w, root, 0, hash, payload, probe)
+}
+
+fn ins(
+    w: &mut Words,
+    slot: u32,
+    shift: u32,
+    hash: u64,
+    payload: u32,
+    probe: &impl Probe,
+) -> (u32, Option<u32>) {
+    if slot == NONE {
+        return (LEAF | payload, None);
+    }
+    if slot & LEAF != 0 {
+        let p = slot & !LEAF;
+        if probe.is(&w.buf, p) {
+            return (LEAF | payload, Some(p));
+        }
+        return (pair(w, p, probe.hash_of(&w.buf, p), payload, hash, shift), None);
+    }
+    if shift > LAST_SHIFT {
+        let n = w.get(slot);
+        for i in 1..=n {
+            let p = w.get(slot + i) & !LEAF;
+            if probe.is(&w.buf, p) {
+                return (w.with_word(slot, n + 1, i, LEAF | payload), Some(p));
+            }
+        }
+        return (w.inserted(slot, n + 1, n + 1, n + 1, LEAF | payload), None);
+    }
+    let bitmap = w.get(slot);
+    let bit = 1 << index(hash, shift);
+    let len = 1 + bitmap.count_ones();
+    let at = 1 + position(bitmap, bit);
+    if bitmap & bit == 0 {
+        return (w.inserted(slot, len, bitmap | bit, at, LEAF | payload), None);
+    }
+    let child = w.get(slot + at);
+    let (next, old) = ins(w, child, shift + BITS, hash, payload, probe);
+    if next == child {
+        return (slot, old);
+    }
+    (w.with_word(slot, len, at, next), old)
+}
+
+/// A slot holding the two leaves `a` and `b`, which agree on every level above `shift`.
+fn pair(w: &mut Words, a: u32, ha: u64, b: u32, hb: u64, shift: u32) -> u32 {
+    if shift > LAST_SHIFT {
+        return w.node(2, &[LEAF | a, LEAF | b]);
+    }
+    let (ia, ib) = (index(ha, shift), index(hb, shift));
+    if ia == ib {
+        let child = pair(w, a, ha, b, hb, shift + BITS);
+        return w.node(1 << ia, &[child]);
+    }
+    let (first, second) = if ia < ib { (a, b) } else { (b, a) };
+    w.node((1 << ia) | (1 << ib), &[LEAF | first, LEAF | second])
+}
+
+/// Removes the payload under `hash` that `probe` accepts. Returns the new root and the removed
+/// payload, or `None` (and copies nothing) when there is none.
+pub(crate) fn remove(
+    w: &mut Words,
+    root: u32,
+    hash: u64,
+    probe: &impl Probe,
+) -> Option<(u32, u32)> {
+    // Look first: an absent payload must not copy the path.
+    get(&w.buf, root, hash, probe)?;
+    rem(w, root, 0, hash, probe)
+}
+
+fn rem(w: &mut Words, slot: u32, shift: u32, hash: u64, probe: &impl Probe) -> Option<(u32, u32)> {
+    if slot == NONE {
+        return None;
+    }
+    if slot & LEAF != 0 {
+        let p = slot & !LEAF;
+        return probe.is(&w.buf, p).then_some((NONE, p));
+    }
+    if shift > LAST_SHIFT {
+        let n = w.get(slot);
+        let i = (1..=n).find(|i| probe.is(&w.buf, w.get(slot + i) & !LEAF))?;
+        let p = w.get(slot + i) & !LEAF;
+        if n == 2 {
+            return Some((w.get(slot + 3 - i), p));
+        }
+        return Some((w.removed(slot, n + 1, n - 1, i), p));
+    }
+    let bitmap = w.get(slot);
+    let bit = 1 << index(hash, shift);
+    if bitmap & bit == 0 {
+        return None;
+    }
+    let len = 1 + bitmap.count_ones();
+    let at = 1 + position(bitmap, bit);
+    let child = w.get(slot + at);
+    let (next, p) = rem(w, child, shift + BITS, hash, probe)?;
+    if next == NONE {
+        if len == 2 {
+            return Some((NONE, p));
+        }
+        if len == 3 {
+            // One slot left: a leaf takes the node's place.
+            let other = w.get(slot + 3 - at);
+            if is_leaf(other) {
+                return Some((other, p));
+            }
+        }
+        return Some((w.removed(slot, len, bitmap & !bit, at), p));
+    }
+    if len == 2 && is_leaf(next) {
+        return Some((next, p));
+    }
+    if next == child {
+        return Some((slot, p));
+    }
+    Some((w.with_word(slot, len, at, next), p))
+}
+
+/// Builds a trie of `items`, `(hash, payload)` pairs sorted by hash, bottom-up in one pass.
+pub(crate) fn build(w: &mut Words, items: &[(u64, u32)]) -> u32 {
+    match items {
+        [] => NONE,
+        [(_, p)] => LEAF | p,
+        _ => build_node(w, items, 0),
+    }
+}
+
+fn build_node(w: &mut Words, items: &[(u64, u32)], shift: u32) -> u32 {
+    if shift > LAST_SHIFT {
+        let leaves: Vec<u32> = items.iter().map(|(_, p)| LEAF | p).collect();
+        return w.node(leaves.len() as u32, &leaves);
+    }
+    let mut bitmap = 0;
+    let mut slots = Vec::with_capacity(items.len().min(32));
+    let mut rest = items;
+    while let Some(&(h, p)) = rest.first() {
+        let idx = index(h, shift);
+        let n = rest.iter().take_while(|(h2, _)| index(*h2, shift) == idx).count();
+        bitmap |= 1 << idx;
+        slots.push(if n == 1 {
+            LEAF | p
+        } else {
+            build_node(w, &rest[..n], shift + BITS)
+        });
+        rest = &rest[n..];
+    }
+    w.node(bitmap, &slots)
+}
+
+/// Copies the trie at `slot` of `from` into `to`, mapping each leaf's payload through `leaf`.
+pub(crate) fn copy(
+    from: &[AtomicU32],
+    slot: u32,
+    to: &mut Words,
+    leaf: &mut impl FnMut(&mut Words, u32) -> u32,
+) -> u32 {
+    copy_at(from, slot, 0, to, leaf)
+}
+
+fn copy_at(
+    from: &[AtomicU32],
+    slot: u32,
+    shift: u32,
+    to: &mut Words,
+    leaf: &mut impl FnMut(&mut Words, u32) -> u32,
+) -> u32 {
+    if slot == NONE {
+        return NONE;
+    }
+    if slot & LEAF != 0 {
+        return LEAF | leaf(to, slot & !LEAF);
+    }
+    let head = rd(from, slot);
+    let n = if shift > LAST_SHIFT {
+        head
+    } else {
+        head.count_ones()
+    };
+    let at = to.alloc(1 + n);
+    to.set(at, head);
+    for i in 1..=n {
+        let s = copy_at(from, rd(from, slot + i), shift + BITS, to, leaf);
+        to.set(at + i, s);
+    }
+    at
+}
+
+/// Iterates a trie's payloads, depth first.
+pub(crate) struct Iter<'a> {
+    words: &'a [AtomicU32],
+    /// (node, next slot, slot count) per level.
+    stack: Vec<(u32, u32, u32)>,
+    single: Option<u32>,
+}
+
+impl<'a> Iter<'a> {
+    pub(crate) fn new(words: &'a [AtomicU32], root: u32) -> Self {
+        let mut it = Self {
+            words,
+            stack: Vec::new(),
+            single: None,
+        };
+        if is_leaf(root) {
+            it.single = Some(root & !LEAF);
+        } else if root != NONE {
+            it.push(root);
+        }
+        it
+    }
+
+    fn push(&mut self, node: u32) {
+        let head = rd(self.words, node);
+        let deep = self.stack.len() as u32 * BITS > LAST_SHIFT;
+        let n = if deep { head } else { head.count_ones() };
+        self.stack.push((node, 1, n));
+    }
+}
+
+impl Iterator for Iter<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        if let Some(p) = self.single.take() {
+            return Some(p);
+        }
+        loop {
+            let top = self.stack.last_mut()?;
+            if top.1 > top.2 {
+                self.stack.pop();
+                continue;
+            }
+            let slot = rd(self.words, top.0 + top.1);
+            top.1 += 1;
+            if slot & LEAF != 0 {
+                return Some(slot & !LEAF);
+            }
+            self.push(slot);
+        }
+    }
+}

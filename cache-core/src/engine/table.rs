@@ -1,0 +1,587 @@
+//! The storage of one index: a trie from each value to a *record* `[value slot, bucket, size]`
+//! in the word arena, where the bucket is a trie of the entry ids that hold the value, keyed by
+//! the entries' key hashes. Buckets hold ids, not keys and objects, so copying a bucket node
+//! copies integers.
+
+use std::any::Any;
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, OnceLock};
+
+use super::hamt::{self, NONE, Probe, Words, rd};
+use super::slots::{Slots, at};
+use super::{Conflict, Entry, Hasher, Version};
+
+/// An index function: pushes an object's values into the vector it is given.
+pub(crate) type ValuesFn<T, V> = dyn Fn(&T, &mut Vec<V>) + Send + Sync;
+
+/// One bucket of a snapshot: the trie of its entry ids and how many it holds.
+#[derive(Clone, Copy)]
+pub(crate) struct Bucket {
+    pub(crate) root: u32,
+    pub(crate) len: u32,
+}
+
+/// The writer's state for one index: its value arena and reusable vectors.
+pub(crate) struct Writing<V> {
+    slots: Slots<V>,
+    old_values: Vec<V>,
+    new_values: Vec<V>,
+}
+
+/// An index's storage with its value type erased, so indexes of different value types sit side
+/// by side. Typed reads downcast to [`Table`].
+pub(crate) trait ErasedTable<K, T>: Send + Sync {
+    fn name(&self) -> &str;
+    fn as_any(&self) -> &dyn Any;
+    fn value_type(&self) -> &'static str;
+    fn is_unique(&self) -> bool;
+    /// An empty writer state ([`Writing`]).
+    fn writing(&self, cap: usize) -> Box<dyn Any + Send + Sync>;
+    /// The value arena of a writer state, for snapshots to read.
+    fn view(&self, writing: &(dyn Any + Send + Sync)) -> Arc<dyn Any + Send + Sync>;
+    /// Whether `view` shows the current value arena of `writing`.
+    fn is_view_of(&self, view: &(dyn Any + Send + Sync), writing: &(dyn Any + Send + Sync)) -> bool;
+    /// Frees the value arenas replaced by growth that no snapshot uses any more.
+    fn free_unused(&self, writing: &mut (dyn Any + Send + Sync));
+    /// Fails when writing `new` under the entry `old` (or a new key) would break a unique index.
+    fn check(
+        &self,
+        words: &[AtomicU32],
+        writing: &(dyn Any + Send + Sync),
+        entries: &[OnceLock<Entry<K, T>>],
+        root: u32,
+        key: &K,
+        old: Option<u32>,
+        new: &T,
+    ) -> Result<(), Conflict>;
+    /// Moves the entry `old` to `new` (either may be absent); the new root.
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &self,
+        w: &mut Words,
+        writing: &mut (dyn Any + Send + Sync),
+        entries: &[OnceLock<Entry<K, T>>],
+        root: u32,
+        old: Option<(u32, &T)>,
+        new: Option<(u32, &T)>,
+    ) -> u32;
+    /// An index of the entries `ids`, built in one pass.
+    fn build(
+        &self,
+        w: &mut Words,
+        writing: &mut (dyn Any + Send + Sync),
+        entries: &[OnceLock<Entry<K, T>>],
+        ids: &[u32],
+    ) -> u32;
+    /// Copies the index at `root` into a fresh arena, renumbering entries through `map`.
+    fn copy(
+        &self,
+        from: &[AtomicU32],
+        from_writing: &(dyn Any + Send + Sync),
+        root: u32,
+        to: &mut Words,
+        to_writing: &mut (dyn Any + Send + Sync),
+        map: &[u32],
+    ) -> u32;
+    /// The ids of the entries sharing any value with `obj` (client-go's `Index`).
+    fn matching(&self, v: &Version<K, T>, i: usize, obj: &T) -> Vec<u32>;
+    /// The bucket of a `String` value; `None` when the index's values are not strings.
+    fn bucket_str(&self, v: &Version<K, T>, i: usize, value: &str) -> Option<Option<Bucket>>;
+    /// Every value, when they are strings.
+    fn values_str(&self, v: &Version<K, T>, i: usize) -> Option<Vec<String>>;
+    /// Every (value rendered with Debug, entry id) pair, for consistency checks.
+    fn debug_entries(&self, v: &Version<K, T>, i: usize) -> Vec<(String, u32)>;
+    /// The values of `obj`, rendered with Debug.
+    fn debug_values(&self, obj: &T) -> Vec<String>;
+    /// Checks that every bucket is non-empty and knows its size.
+    fn verify_sizes(&self, v: &Version<K, T>, i: usize) -> Result<(), String>;
+}
+
+/// The storage of an index whose values are `V`.
+pub(crate) struct Table<T, V> {
+    name: Arc<str>,
+    unique: bool,
+    values_fn: Arc<ValuesFn<T, V>>,
+    hasher: Hasher,
+}
+
+impl<T, V> Table<T, V> {
+    pub(crate) fn new(
+        name: Arc<str>,
+        unique: bool,
+        values_fn: Arc<ValuesFn<T, V>>,
+        hasher: Hasher,
+    ) -> Self {
+        Self {
+            name,
+            unique,
+            values_fn,
+            hasher,
+        }
+    }
+}
+
+/// Finds a value's record: by the value, or (`target`) by the record's offset.
+struct ValueProbe<'a, V, Q: ?Sized> {
+    values: &'a [OnceLock<V>],
+    value: &'a Q,
+    target: Option<u32>,
+    hasher: &'a Hasher,
+}
+
+impl<V: Borrow<Q> + Hash, Q: Eq + ?Sized> Probe for ValueProbe<'_, V, Q> {
+    fn is(&self, words: &[AtomicU32], rec: u32) -> bool {
+        match self.target {
+            Some(t) => rec == t,
+            None => at(self.values, rd(words, rec)).borrow() == self.value,
+        }
+    }
+    fn hash_of(&self, words: &[AtomicU32], rec: u32) -> u64 {
+        self.hasher.hash_one(at(self.values, rd(words, rec)))
+    }
+}
+
+/// Finds an entry id in a bucket.
+struct IdProbe<'a, K, T> {
+    id: u32,
+    entries: &'a [OnceLock<Entry<K, T>>],
+}
+
+impl<K, T> Probe for IdProbe<'_, K, T> {
+    fn is(&self, _: &[AtomicU32], p: u32) -> bool {
+        p == self.id
+    }
+    fn hash_of(&self, _: &[AtomicU32], p: u32) -> u64 {
+        at(self.entries, p).hash
+    }
+}
+
+/// Writes a record `[value slot, bucket root, bucket size]`, over `prev` when no reader can see
+/// it yet.
+fn record(w: &mut Words, prev: Option<u32>, vid: u32, root: u32, len: u32) -> u32 {
+    let at = match prev {
+        Some(p) if p >= w.fresh => p,
+        _ => w.alloc(3),
+    };
+    w.set(at, vid);
+    w.set(at + 1, root);
+    w.set(at + 2, len);
+    at
+}
+
+fn writing_of<V: 'static>(w: &(dyn Any + Send + Sync)) -> &Writing<V> {
+    match w.downcast_ref() {
+        Some(w) => w,
+        None => unreachable!("an index's writer state has its value type"),
+    }
+}
+
+fn writing_mut<V: 'static>(w: &mut (dyn Any + Send + Sync)) -> &mut Writing<V> {
+    match w.downcast_mut() {
+        Some(w) => w,
+        None => unreachable!("an index's writer state has its value type"),
+    }
+}
+
+impl<T, V> Table<T, V>
+where
+    T: 'static,
+    V: Clone + Eq + Ord + Hash + Debug + Send + Sync + 'static,
+{
+    /// The object's values into `out` (empty on entry), sorted and without repeats.
+    fn values_into(&self, obj: &T, out: &mut Vec<V>) {
+        (self.values_fn)(obj, out);
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+    }
+
+    fn values<'a, K>(&self, v: &'a Version<K, T>, i: usize) -> &'a [OnceLock<V>] {
+        match v.values[i].downcast_ref::<Arc<[OnceLock<V>]>>() {
+            Some(a) => a,
+            None => unreachable!("an index's value arena has its value type"),
+        }
+    }
+
+    /// The record of `value`.
+    fn find<Q>(&self, words: &[AtomicU32], values: &[OnceLock<V>], root: u32, value: &Q) -> Option<u32>
+    where
+        V: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let probe = ValueProbe {
+            values,
+            value,
+            target: None,
+            hasher: &self.hasher,
+        };
+        hamt::get(words, root, self.hasher.hash_one(value), &probe)
+    }
+
+    /// The bucket of `value` in index `i` of a snapshot.
+    pub(crate) fn bucket<K, Q>(&self, v: &Version<K, T>, i: usize, value: &Q) -> Option<Bucket>
+    where
+        V: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let rec = self.find(&v.words, self.values(v, i), v.index_root(i), value)?;
+        Some(Bucket {
+            root: rd(&v.words, rec + 1),
+            len: rd(&v.words, rec + 2),
+        })
+    }
+
+    /// Every value of index `i` of a snapshot.
+    pub(crate) fn values_iter<'a, K>(
+        &self,
+        v: &'a Version<K, T>,
+        i: usize,
+    ) -> impl Iterator<Item = &'a V> + 'a {
+        let values = self.values(v, i);
+        let words = &v.words;
+        hamt::Iter::new(words, v.index_root(i)).map(move |rec| at(values, rd(words, rec)))
+    }
+
+    /// Replaces the record `rec` of `value` (hash `vh`) by one with bucket `broot` of `len`.
+    #[allow(clippy::too_many_arguments)]
+    fn rewrite(
+        &self,
+        w: &mut Words,
+        values: &[OnceLock<V>],
+        root: u32,
+        vh: u64,
+        value: &V,
+        rec: u32,
+        broot: u32,
+        len: u32,
+    ) -> u32 {
+        let vid = w.get(rec);
+        let next = record(w, Some(rec), vid, broot, len);
+        if next == rec {
+            return root;
+        }
+        let probe = ValueProbe {
+            values,
+            value,
+            target: Some(rec),
+            hasher: &self.hasher,
+        };
+        hamt::insert(w, root, vh, next, &probe).0
+    }
+
+    fn add<K>(
+        &self,
+        w: &mut Words,
+        st: &mut Writing<V>,
+        entries: &[OnceLock<Entry<K, T>>],
+        root: u32,
+        value: &V,
+        id: u32,
+    ) -> u32 {
+        let vh = self.hasher.hash_one(value);
+        let probe = IdProbe { id, entries };
+        match self.find(&w.buf, &st.slots.buf, root, value) {
+            Some(rec) => {
+                let (broot, len) = (w.get(rec + 1), w.get(rec + 2));
+                let (nb, _) = hamt::insert(w, broot, at(entries, id).hash, id, &probe);
+                self.rewrite(w, &st.slots.buf, root, vh, value, rec, nb, len + 1)
+            }
+            None => {
+                let vid = st.slots.push(value.clone());
+                let rec = record(w, None, vid, hamt::LEAF | id, 1);
+                let probe = ValueProbe {
+                    values: &st.slots.buf,
+                    value,
+                    target: None,
+                    hasher: &self.hasher,
+                };
+                hamt::insert(w, root, vh, rec, &probe).0
+            }
+        }
+    }
+
+    fn drop_id<K>(
+        &self,
+        w: &mut Words,
+        st: &Writing<V>,
+        entries: &[OnceLock<Entry<K, T>>],
+        root: u32,
+        value: &V,
+        id: u32,
+    ) -> u32 {
+        let Some(rec) = self.find(&w.buf, &st.slots.buf, root, value) else {
+            return root;
+        };
+        let vh = self.hasher.hash_one(value);
+        let (broot, len) = (w.get(rec + 1), w.get(rec + 2));
+        let hash = at(entries, id).hash;
+        let Some((nb, _)) = hamt::remove(w, broot, hash, &IdProbe { id, entries }) else {
+            return root;
+        };
+        if nb == NONE {
+            let probe = ValueProbe {
+                values: &st.slots.buf,
+                value,
+                target: Some(rec),
+                hasher: &self.hasher,
+            };
+            return hamt::remove(w, root, vh, &probe).map_or(root, |r| r.0);
+        }
+        self.rewrite(w, &st.slots.buf, root, vh, value, rec, nb, len - 1)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn swap_id<K>(
+        &self,
+        w: &mut Words,
+        st: &Writing<V>,
+        entries: &[OnceLock<Entry<K, T>>],
+        root: u32,
+        value: &V,
+        old: u32,
+        new: u32,
+    ) -> u32 {
+        let Some(rec) = self.find(&w.buf, &st.slots.buf, root, value) else {
+            return root;
+        };
+        let (broot, len) = (w.get(rec + 1), w.get(rec + 2));
+        let hash = at(entries, old).hash;
+        let (nb, _) = hamt::insert(w, broot, hash, new, &IdProbe { id: old, entries });
+        if nb == broot {
+            return root;
+        }
+        let vh = self.hasher.hash_one(value);
+        self.rewrite(w, &st.slots.buf, root, vh, value, rec, nb, len)
+    }
+}
+
+impl<K, T, V> ErasedTable<K, T> for Table<T, V>
+where
+    K: Debug + 'static,
+    T: Send + Sync + 'static,
+    V: Clone + Eq + Ord + Hash + Debug + Send + Sync + 'static,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn value_type(&self) -> &'static str {
+        std::any::type_name::<V>()
+    }
+
+    fn is_unique(&self) -> bool {
+        self.unique
+    }
+
+    fn writing(&self, cap: usize) -> Box<dyn Any + Send + Sync> {
+        Box::new(Writing::<V> {
+            slots: Slots::with_capacity(cap),
+            old_values: Vec::new(),
+            new_values: Vec::new(),
+        })
+    }
+
+    fn view(&self, writing: &(dyn Any + Send + Sync)) -> Arc<dyn Any + Send + Sync> {
+        Arc::new(writing_of::<V>(writing).slots.buf.clone())
+    }
+
+    fn is_view_of(&self, view: &(dyn Any + Send + Sync), writing: &(dyn Any + Send + Sync)) -> bool {
+        view.downcast_ref::<Arc<[OnceLock<V>]>>()
+            .is_some_and(|v| Arc::ptr_eq(v, &writing_of::<V>(writing).slots.buf))
+    }
+
+    fn free_unused(&self, writing: &mut (dyn Any + Send + Sync)) {
+        writing_mut::<V>(writing).slots.free_unused();
+    }
+
+    fn check(
+        &self,
+        words: &[AtomicU32],
+        writing: &(dyn Any + Send + Sync),
+        entries: &[OnceLock<Entry<K, T>>],
+        root: u32,
+        key: &K,
+        old: Option<u32>,
+        new: &T,
+    ) -> Result<(), Conflict> {
+        if !self.unique {
+            return Ok(());
+        }
+        let st = writing_of::<V>(writing);
+        let mut values = Vec::new();
+        self.values_into(new, &mut values);
+        for value in values {
+            let Some(rec) = self.find(words, &st.slots.buf, root, &value) else {
+                continue;
+            };
+            let mut ids = hamt::Iter::new(words, rd(words, rec + 1));
+            if let Some(holder) = ids.find(|id| Some(*id) != old) {
+                return Err(Conflict {
+                    index: self.name.to_string(),
+                    value: format!("{value:?}"),
+                    key: format!("{key:?}"),
+                    holder: format!("{:?}", at(entries, holder).key),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn update(
+        &self,
+        w: &mut Words,
+        writing: &mut (dyn Any + Send + Sync),
+        entries: &[OnceLock<Entry<K, T>>],
+        mut root: u32,
+        old: Option<(u32, &T)>,
+        new: Option<(u32, &T)>,
+    ) -> u32 {
+        let st = writing_mut::<V>(writing);
+        let (mut ov, mut nv) = (
+            std::mem::take(&mut st.old_values),
+            std::mem::take(&mut st.new_values),
+        );
+        if let Some((_, o)) = old {
+            self.values_into(o, &mut ov);
+        }
+        if let Some((_, n)) = new {
+            self.values_into(n, &mut nv);
+        }
+        if let Some((old_id, _)) = old {
+            for value in &ov {
+                if nv.binary_search(value).is_err() {
+                    root = self.drop_id(w, st, entries, root, value, old_id);
+                }
+            }
+        }
+        if let Some((new_id, _)) = new {
+            for value in &nv {
+                root = match old {
+                    Some((old_id, _)) if ov.binary_search(value).is_ok() => {
+                        self.swap_id(w, st, entries, root, value, old_id, new_id)
+                    }
+                    _ => self.add(w, st, entries, root, value, new_id),
+                };
+            }
+        }
+        ov.clear();
+        nv.clear();
+        st.old_values = ov;
+        st.new_values = nv;
+        root
+    }
+
+    fn build(
+        &self,
+        w: &mut Words,
+        writing: &mut (dyn Any + Send + Sync),
+        entries: &[OnceLock<Entry<K, T>>],
+        ids: &[u32],
+    ) -> u32 {
+        let st = writing_mut::<V>(writing);
+        let mut groups: HashMap<V, Vec<(u64, u32)>, Hasher> = HashMap::default();
+        let mut scratch = Vec::new();
+        for &id in ids {
+            let e = at(entries, id);
+            self.values_into(&e.obj, &mut scratch);
+            for value in scratch.drain(..) {
+                groups.entry(value).or_default().push((e.hash, id));
+            }
+        }
+        let mut recs: Vec<(u64, u32)> = groups
+            .into_iter()
+            .map(|(value, mut ids)| {
+                ids.sort_unstable_by_key(|x| x.0);
+                let broot = hamt::build(w, &ids);
+                let vh = self.hasher.hash_one(&value);
+                let vid = st.slots.push(value);
+                (vh, record(w, None, vid, broot, ids.len() as u32))
+            })
+            .collect();
+        recs.sort_unstable_by_key(|x| x.0);
+        hamt::build(w, &recs)
+    }
+
+    fn copy(
+        &self,
+        from: &[AtomicU32],
+        from_writing: &(dyn Any + Send + Sync),
+        root: u32,
+        to: &mut Words,
+        to_writing: &mut (dyn Any + Send + Sync),
+        map: &[u32],
+    ) -> u32 {
+        let src = &writing_of::<V>(from_writing).slots.buf;
+        let dst = writing_mut::<V>(to_writing);
+        hamt::copy(from, root, to, &mut |to: &mut Words, rec: u32| {
+            let broot = hamt::copy(from, rd(from, rec + 1), to, &mut |_, id| map[id as usize]);
+            let vid = dst.slots.push(at(src, rd(from, rec)).clone());
+            record(to, None, vid, broot, rd(from, rec + 2))
+        })
+    }
+
+    fn matching(&self, v: &Version<K, T>, i: usize, obj: &T) -> Vec<u32> {
+        let mut values = Vec::new();
+        self.values_into(obj, &mut values);
+        let (arena, root) = (self.values(v, i), v.index_root(i));
+        let mut found: Vec<u32> = Vec::new();
+        for value in &values {
+            if let Some(rec) = self.find(&v.words, arena, root, value) {
+                found.extend(hamt::Iter::new(&v.words, rd(&v.words, rec + 1)));
+            }
+        }
+        if values.len() > 1 {
+            found.sort_unstable();
+            found.dedup();
+        }
+        found
+    }
+
+    fn bucket_str(&self, v: &Version<K, T>, i: usize, value: &str) -> Option<Option<Bucket>> {
+        let me = (self as &dyn Any).downcast_ref::<Table<T, String>>()?;
+        Some(me.bucket(v, i, value))
+    }
+
+    fn values_str(&self, v: &Version<K, T>, i: usize) -> Option<Vec<String>> {
+        let me = (self as &dyn Any).downcast_ref::<Table<T, String>>()?;
+        Some(me.values_iter(v, i).cloned().collect())
+    }
+
+    fn debug_entries(&self, v: &Version<K, T>, i: usize) -> Vec<(String, u32)> {
+        let values = self.values(v, i);
+        let mut out = Vec::new();
+        for rec in hamt::Iter::new(&v.words, v.index_root(i)) {
+            let value = format!("{:?}", at(values, rd(&v.words, rec)));
+            out.extend(hamt::Iter::new(&v.words, rd(&v.words, rec + 1)).map(|id| (value.clone(), id)));
+        }
+        out
+    }
+
+    fn debug_values(&self, obj: &T) -> Vec<String> {
+        let mut values = Vec::new();
+        self.values_into(obj, &mut values);
+        values.iter().map(|v| format!("{v:?}")).collect()
+    }
+
+    fn verify_sizes(&self, v: &Version<K, T>, i: usize) -> Result<(), String> {
+        for rec in hamt::Iter::new(&v.words, v.index_root(i)) {
+            let counted = hamt::Iter::new(&v.words, rd(&v.words, rec + 1)).count();
+            let recorded = rd(&v.words, rec + 2) as usize;
+            if counted == 0 || counted != recorded {
+                return Err(format!(
+                    "a bucket holds {counted} entries and records {recorded}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
