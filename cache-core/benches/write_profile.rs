@@ -87,7 +87,7 @@ fn main() {
             let cache = workload::cache();
             cache.replace(base.clone(), None).expect("no unique index");
             updates_cache(&cache, &next);
-            println!("{}", cache.len());
+            println!("{} objects, {} compactions", cache.len(), cache.compactions());
         }
         _ => {
             let b = Baseline::new();

@@ -48,38 +48,98 @@ pub(crate) fn is_leaf(slot: u32) -> bool {
     slot != NONE && slot & LEAF != 0
 }
 
+/// Words per chunk of the arena. A node never straddles two chunks.
+const CHUNK_BITS: u32 = 16;
+const CHUNK: usize = 1 << CHUNK_BITS;
+const CHUNK_MASK: u32 = (1 << CHUNK_BITS) - 1;
+
+/// A fixed-size piece of the word arena. The arena grows by chunks, so growing copies nothing.
+pub(crate) type Chunk = [AtomicU32; CHUNK];
+
+/// The word arena as a snapshot sees it.
+pub(crate) type Mem = [Arc<Chunk>];
+
 /// Reads word `i`. Words are written once by the writer before the snapshot that reaches them
 /// is published (a release store through arc-swap, which readers load with acquire), so a
 /// relaxed load sees the written value.
 #[inline]
-pub(crate) fn rd(words: &[AtomicU32], i: u32) -> u32 {
-    words[i as usize].load(Relaxed)
+pub(crate) fn rd(words: &Mem, i: u32) -> u32 {
+    words[(i >> CHUNK_BITS) as usize][(i & CHUNK_MASK) as usize].load(Relaxed)
 }
 
-/// The writer's side of a word arena: appends nodes, grows the arena when it is full.
+fn new_chunk() -> Arc<Chunk> {
+    let words: Arc<[AtomicU32]> = (0..CHUNK).map(|_| AtomicU32::new(0)).collect();
+    match Arc::<Chunk>::try_from(words) {
+        Ok(chunk) => chunk,
+        Err(_) => unreachable!("a chunk has CHUNK words"),
+    }
+}
+
+/// The writer's side of a word arena: appends nodes, adds chunks as it fills.
 pub(crate) struct Words {
-    pub(crate) buf: Arc<[AtomicU32]>,
-    /// Words in use.
+    pub(crate) buf: Vec<Arc<Chunk>>,
+    /// The chunks as last published; rebuilt after a chunk is added.
+    view: Arc<Mem>,
+    /// Words in use (including the unused tails of full chunks).
     pub(crate) used: u32,
     /// Words at or above this offset were allocated since the last publish.
     pub(crate) fresh: u32,
-    /// Arenas replaced by growth, for the writer to free once no snapshot uses them.
-    pub(crate) old: Vec<Arc<[AtomicU32]>>,
+    /// Views replaced since, for the writer to free once no snapshot uses them.
+    pub(crate) old: Vec<Arc<Mem>>,
+    /// Chunks of arenas replaced by a compaction, until no snapshot uses them.
+    retired: Vec<Arc<Chunk>>,
+    /// Chunks no snapshot uses, ready for reuse: their old words are never read, since every
+    /// word a trie reaches is written first.
+    pool: Vec<Arc<Chunk>>,
 }
 
-/// An arena of `cap` zeroed words.
-pub(crate) fn zeroed(cap: usize) -> Arc<[AtomicU32]> {
-    (0..cap).map(|_| AtomicU32::new(0)).collect()
-}
+/// How many unused chunks the writer keeps for reuse.
+const POOL: usize = 256;
 
 impl Words {
-    pub(crate) fn with_capacity(cap: usize) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
-            buf: zeroed(cap.max(64)),
+            buf: Vec::new(),
+            view: Arc::from(Vec::new()),
             used: 0,
             fresh: 0,
             old: Vec::new(),
+            retired: Vec::new(),
+            pool: Vec::new(),
         }
+    }
+
+    /// An empty arena that takes over this one's spare chunks.
+    pub(crate) fn successor(&mut self) -> Self {
+        let mut next = Self::new();
+        next.retired = std::mem::take(&mut self.retired);
+        next.pool = std::mem::take(&mut self.pool);
+        next
+    }
+
+    /// Moves the chunks of replaced arenas that no snapshot uses any more to the pool.
+    pub(crate) fn recycle(&mut self) {
+        self.old.retain(|a| Arc::strong_count(a) > 1);
+        let mut i = 0;
+        while i < self.retired.len() {
+            if Arc::strong_count(&self.retired[i]) == 1 {
+                let chunk = self.retired.swap_remove(i);
+                if self.pool.len() < POOL {
+                    self.pool.push(chunk);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// The chunks, for a snapshot.
+    pub(crate) fn view(&mut self) -> Arc<Mem> {
+        if self.view.len() != self.buf.len() {
+            let view = Arc::from(self.buf.clone());
+            self.old.push(std::mem::replace(&mut self.view, view));
+        }
+        self.view.clone()
     }
 
     #[inline]
@@ -89,39 +149,47 @@ impl Words {
 
     #[inline]
     pub(crate) fn set(&self, i: u32, v: u32) {
-        self.buf[i as usize].store(v, Relaxed);
+        self.buf[(i >> CHUNK_BITS) as usize][(i & CHUNK_MASK) as usize].store(v, Relaxed);
     }
 
-    /// Room for `n` more words; the offset of the first.
+    /// Room for `n` more words, in one chunk; the offset of the first.
     #[inline]
     pub(crate) fn alloc(&mut self, n: u32) -> u32 {
-        if (self.used + n) as usize > self.buf.len() {
-            self.grow(n);
+        let mut at = self.used;
+        if (at >> CHUNK_BITS) as usize >= self.buf.len() || (at & CHUNK_MASK) + n > CHUNK as u32 {
+            at = self.add_chunk(n);
         }
-        let at = self.used;
-        self.used += n;
+        self.used = at + n;
         at
     }
 
-    /// Moves to an arena twice as large. Offsets stay valid; snapshots published before keep
-    /// reading the old arena.
+    /// Adds a chunk; the offset of its first word.
     #[cold]
-    fn grow(&mut self, n: u32) {
-        let cap = (self.buf.len() * 2).max(self.used as usize + n as usize);
-        assert!(cap < LEAF as usize, "word arena exceeds 2^31 words");
-        let used = self.used as usize;
-        let buf: Arc<[AtomicU32]> = (0..cap)
-            .map(|i| AtomicU32::new(if i < used { rd(&self.buf, i as u32) } else { 0 }))
-            .collect();
-        self.old.push(std::mem::replace(&mut self.buf, buf));
+    fn add_chunk(&mut self, n: u32) -> u32 {
+        assert!(n as usize <= CHUNK, "a node larger than a chunk");
+        let start = (self.buf.len() as u32) << CHUNK_BITS;
+        assert!(start < LEAF - CHUNK as u32, "word arena exceeds 2^31 words");
+        let chunk = self.pool.pop().unwrap_or_else(new_chunk);
+        self.buf.push(chunk);
+        start
+    }
+
+    /// Takes over a replaced arena: its views until no snapshot uses them, its chunks for reuse
+    /// after that.
+    pub(crate) fn retire(&mut self, old: Words) {
+        self.old.extend(old.old);
+        self.old.push(old.view);
+        self.retired.extend(old.buf);
     }
 
     /// A node with `slots`, after `head` (the bitmap, or the count of a collision list).
     fn node(&mut self, head: u32, slots: &[u32]) -> u32 {
-        let at = self.alloc(1 + slots.len() as u32);
-        self.set(at, head);
-        for (i, s) in slots.iter().enumerate() {
-            self.set(at + 1 + i as u32, *s);
+        let n = 1 + slots.len() as u32;
+        let at = self.alloc(n);
+        let d = span(&self.buf, at, n);
+        d[0].store(head, Relaxed);
+        for (d, s) in d[1..].iter().zip(slots) {
+            d.store(*s, Relaxed);
         }
         at
     }
@@ -134,10 +202,9 @@ impl Words {
             return from;
         }
         let to = self.alloc(len);
-        for i in 0..len {
-            let w = if i == at { v } else { self.get(from + i) };
-            self.set(to + i, w);
-        }
+        let (d, s) = (span(&self.buf, to, len), span(&self.buf, from, len));
+        copy_words(d, s);
+        d[at as usize].store(v, Relaxed);
         to
     }
 
@@ -145,14 +212,12 @@ impl Words {
     /// head word replaced by `head`.
     fn inserted(&mut self, from: u32, len: u32, head: u32, at: u32, v: u32) -> u32 {
         let to = self.alloc(len + 1);
-        self.set(to, head);
-        for i in 1..at {
-            self.set(to + i, self.get(from + i));
-        }
-        self.set(to + at, v);
-        for i in at..len {
-            self.set(to + i + 1, self.get(from + i));
-        }
+        let (d, s) = (span(&self.buf, to, len + 1), span(&self.buf, from, len));
+        let at = at as usize;
+        d[0].store(head, Relaxed);
+        copy_words(&d[1..at], &s[1..at]);
+        d[at].store(v, Relaxed);
+        copy_words(&d[at + 1..], &s[at..]);
         to
     }
 
@@ -160,28 +225,40 @@ impl Words {
     /// head word replaced by `head`.
     fn removed(&mut self, from: u32, len: u32, head: u32, at: u32) -> u32 {
         let to = self.alloc(len - 1);
-        self.set(to, head);
-        for i in 1..at {
-            self.set(to + i, self.get(from + i));
-        }
-        for i in at + 1..len {
-            self.set(to + i - 1, self.get(from + i));
-        }
+        let (d, s) = (span(&self.buf, to, len - 1), span(&self.buf, from, len));
+        let at = at as usize;
+        d[0].store(head, Relaxed);
+        copy_words(&d[1..at], &s[1..at]);
+        copy_words(&d[at..], &s[at + 1..]);
         to
+    }
+}
+
+/// The `len` words at `at`, which lie in one chunk.
+#[inline]
+fn span(mem: &Mem, at: u32, len: u32) -> &[AtomicU32] {
+    let o = (at & CHUNK_MASK) as usize;
+    &mem[(at >> CHUNK_BITS) as usize][o..o + len as usize]
+}
+
+#[inline]
+fn copy_words(to: &[AtomicU32], from: &[AtomicU32]) {
+    for (d, s) in to.iter().zip(from) {
+        d.store(s.load(Relaxed), Relaxed);
     }
 }
 
 /// How a trie's payloads relate to the key being looked for.
 pub(crate) trait Probe {
     /// Whether `payload` is the one looked for.
-    fn is(&self, words: &[AtomicU32], payload: u32) -> bool;
+    fn is(&self, words: &Mem, payload: u32) -> bool;
     /// The hash of the payload's key (needed when a new payload must share its slot).
-    fn hash_of(&self, words: &[AtomicU32], payload: u32) -> u64;
+    fn hash_of(&self, words: &Mem, payload: u32) -> u64;
 }
 
 /// The payload under `hash` that `probe` accepts.
 #[inline]
-pub(crate) fn get(words: &[AtomicU32], root: u32, hash: u64, probe: &impl Probe) -> Option<u32> {
+pub(crate) fn get(words: &Mem, root: u32, hash: u64, probe: &impl Probe) -> Option<u32> {
     let mut slot = root;
     let mut shift = 0;
     loop {
@@ -371,7 +448,7 @@ fn build_node(w: &mut Words, items: &[(u64, u32)], shift: u32) -> u32 {
 
 /// Copies the trie at `slot` of `from` into `to`, mapping each leaf's payload through `leaf`.
 pub(crate) fn copy(
-    from: &[AtomicU32],
+    from: &Mem,
     slot: u32,
     to: &mut Words,
     leaf: &mut impl FnMut(&mut Words, u32) -> u32,
@@ -380,7 +457,7 @@ pub(crate) fn copy(
 }
 
 fn copy_at(
-    from: &[AtomicU32],
+    from: &Mem,
     slot: u32,
     shift: u32,
     to: &mut Words,
@@ -400,23 +477,23 @@ fn copy_at(
     };
     let at = to.alloc(1 + n);
     to.set(at, head);
-    for i in 1..=n {
-        let s = copy_at(from, rd(from, slot + i), shift + BITS, to, leaf);
-        to.set(at + i, s);
+    for (i, s) in span(from, slot + 1, n).iter().enumerate() {
+        let copied = copy_at(from, s.load(Relaxed), shift + BITS, to, leaf);
+        to.set(at + 1 + i as u32, copied);
     }
     at
 }
 
 /// Iterates a trie's payloads, depth first.
 pub(crate) struct Iter<'a> {
-    words: &'a [AtomicU32],
+    words: &'a Mem,
     /// (node, next slot, slot count) per level.
     stack: Vec<(u32, u32, u32)>,
     single: Option<u32>,
 }
 
 impl<'a> Iter<'a> {
-    pub(crate) fn new(words: &'a [AtomicU32], root: u32) -> Self {
+    pub(crate) fn new(words: &'a Mem, root: u32) -> Self {
         let mut it = Self {
             words,
             stack: Vec::new(),

@@ -31,10 +31,9 @@ use std::any::Any;
 use std::borrow::Borrow;
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, OnceLock};
 
-use hamt::{NONE, Probe, Words, rd};
+use hamt::{Mem, NONE, Probe, Words, rd};
 pub(crate) use slots::at;
 use slots::Slots;
 pub(crate) use table::{Bucket, ErasedTable, Table, ValuesFn};
@@ -73,7 +72,7 @@ type ValueViews = Arc<[Arc<dyn Any + Send + Sync>]>;
 
 /// One published version of the storage: what a snapshot reads. It never changes.
 pub(crate) struct Version<K, T> {
-    pub(crate) words: Arc<[AtomicU32]>,
+    pub(crate) words: Arc<Mem>,
     pub(crate) entries: Arc<[OnceLock<Entry<K, T>>]>,
     pub(crate) values: ValueViews,
     pub(crate) tables: Tables<K, T>,
@@ -104,11 +103,11 @@ struct KeyProbe<'a, K, T, Q: ?Sized> {
 
 impl<K: Borrow<Q>, T, Q: Eq + ?Sized> Probe for KeyProbe<'_, K, T, Q> {
     #[inline]
-    fn is(&self, _: &[AtomicU32], p: u32) -> bool {
+    fn is(&self, _: &Mem, p: u32) -> bool {
         let e = at(self.entries, p);
         e.hash == self.hash && e.key.borrow() == self.key
     }
-    fn hash_of(&self, _: &[AtomicU32], p: u32) -> u64 {
+    fn hash_of(&self, _: &Mem, p: u32) -> u64 {
         at(self.entries, p).hash
     }
 }
@@ -120,10 +119,10 @@ struct IdProbe<'a, K, T> {
 }
 
 impl<K, T> Probe for IdProbe<'_, K, T> {
-    fn is(&self, _: &[AtomicU32], p: u32) -> bool {
+    fn is(&self, _: &Mem, p: u32) -> bool {
         p == self.id
     }
-    fn hash_of(&self, _: &[AtomicU32], p: u32) -> u64 {
+    fn hash_of(&self, _: &Mem, p: u32) -> u64 {
         at(self.entries, p).hash
     }
 }
@@ -198,7 +197,6 @@ impl<I: Iterator> ExactSizeIterator for Counted<I> {}
 
 /// Arenas replaced by a compaction or a relist, kept until no snapshot uses them.
 enum Old<K, T> {
-    Words(Arc<[AtomicU32]>),
     Entries(Arc<[OnceLock<Entry<K, T>>]>),
     Values(ValueViews),
 }
@@ -206,7 +204,6 @@ enum Old<K, T> {
 impl<K, T> Old<K, T> {
     fn in_use(&self) -> bool {
         match self {
-            Old::Words(a) => Arc::strong_count(a) > 1,
             Old::Entries(a) => Arc::strong_count(a) > 1,
             Old::Values(a) => Arc::strong_count(a) > 1,
         }
@@ -256,7 +253,7 @@ where
         let mut roots = vec![NONE, 0];
         roots.extend(tables.iter().map(|_| NONE));
         Self {
-            words: Words::with_capacity(1024),
+            words: Words::new(),
             entries: Slots::with_capacity(16),
             writing,
             views,
@@ -379,7 +376,7 @@ where
         }
         self.words.fresh = self.words.used;
         Version {
-            words: self.words.buf.clone(),
+            words: self.words.view(),
             entries: self.entries.buf.clone(),
             values: self.views.clone(),
             tables: self.tables.clone(),
@@ -391,7 +388,7 @@ where
     /// Frees the arenas that no snapshot uses any more.
     pub(crate) fn free_unused(&mut self) {
         self.old.retain(Old::in_use);
-        self.words.old.retain(|a| Arc::strong_count(a) > 1);
+        self.words.recycle();
         self.entries.free_unused();
         for (t, w) in self.tables.iter().zip(&mut self.writing) {
             t.free_unused(&mut **w);
@@ -410,19 +407,21 @@ where
     /// Copies what the next version reaches into fresh arenas.
     pub(crate) fn compact(&mut self) {
         let live = self.roots[1] as usize;
-        let mut words = Words::with_capacity(
-            (self.live_words as usize * (WORD_GROWTH as usize + 1)).max(SLACK_WORDS as usize),
-        );
-        let mut entries = Slots::with_capacity(live + live / 10 + SLACK_ENTRIES as usize + 1);
-        let mut map = vec![NONE; self.entries.used as usize];
+        let mut words = self.words.successor();
         let from = &self.words.buf;
         let src = &self.entries.buf;
+        // The live entries, renumbered in trie order, into an arena filled in one pass.
+        let mut map = vec![NONE; self.entries.used as usize];
+        let mut n = 0;
+        let kept = hamt::Iter::new(from, self.roots[0]).map(|id| {
+            map[id as usize] = n;
+            n += 1;
+            OnceLock::from(at(src, id).clone())
+        });
+        let spare = live / 10 + SLACK_ENTRIES as usize + 1;
+        let entries = Slots::filled(kept.chain((0..spare).map(|_| OnceLock::new())).collect(), live);
         let mut roots = vec![
-            hamt::copy(from, self.roots[0], &mut words, &mut |_, id| {
-                let n = entries.push(at(src, id).clone());
-                map[id as usize] = n;
-                n
-            }),
+            hamt::copy(from, self.roots[0], &mut words, &mut |_, id| map[id as usize]),
             self.roots[1],
         ];
         let mut writing = Vec::with_capacity(self.tables.len());
@@ -452,8 +451,7 @@ where
     ) {
         let old_words = std::mem::replace(&mut self.words, words);
         let old_entries = std::mem::replace(&mut self.entries, entries);
-        self.old.push(Old::Words(old_words.buf));
-        self.old.extend(old_words.old.into_iter().map(Old::Words));
+        self.words.retire(old_words);
         self.old.push(Old::Entries(old_entries.buf));
         self.old.extend(old_entries.old.into_iter().map(Old::Entries));
         self.writing = writing;
@@ -494,7 +492,7 @@ where
             }
         }
         let ids: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-        let mut words = Words::with_capacity(pairs.len() * 4 + 1024);
+        let mut words = Words::new();
         let mut roots = vec![hamt::build(&mut words, &pairs), pairs.len() as u32];
         let mut writing = Vec::with_capacity(self.tables.len());
         for t in self.tables.iter() {

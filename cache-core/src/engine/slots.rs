@@ -24,6 +24,15 @@ impl<X: Clone> Slots<X> {
         }
     }
 
+    /// An arena over `buf`, whose first `used` slots are filled.
+    pub(crate) fn filled(buf: Arc<[OnceLock<X>]>, used: usize) -> Self {
+        Self {
+            buf,
+            used: used as u32,
+            old: Vec::new(),
+        }
+    }
+
     /// Stores `x` in a new slot; its number.
     pub(crate) fn push(&mut self, x: X) -> u32 {
         if self.used as usize == self.buf.len() {

@@ -8,10 +8,9 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, OnceLock};
 
-use super::hamt::{self, NONE, Probe, Words, rd};
+use super::hamt::{self, Mem, NONE, Probe, Words, rd};
 use super::slots::{Slots, at};
 use super::{Conflict, Entry, Hasher, Version};
 
@@ -50,7 +49,7 @@ pub(crate) trait ErasedTable<K, T>: Send + Sync {
     /// Fails when writing `new` under the entry `old` (or a new key) would break a unique index.
     fn check(
         &self,
-        words: &[AtomicU32],
+        words: &Mem,
         writing: &(dyn Any + Send + Sync),
         entries: &[OnceLock<Entry<K, T>>],
         root: u32,
@@ -80,7 +79,7 @@ pub(crate) trait ErasedTable<K, T>: Send + Sync {
     /// Copies the index at `root` into a fresh arena, renumbering entries through `map`.
     fn copy(
         &self,
-        from: &[AtomicU32],
+        from: &Mem,
         from_writing: &(dyn Any + Send + Sync),
         root: u32,
         to: &mut Words,
@@ -134,13 +133,13 @@ struct ValueProbe<'a, V, Q: ?Sized> {
 }
 
 impl<V: Borrow<Q> + Hash, Q: Eq + ?Sized> Probe for ValueProbe<'_, V, Q> {
-    fn is(&self, words: &[AtomicU32], rec: u32) -> bool {
+    fn is(&self, words: &Mem, rec: u32) -> bool {
         match self.target {
             Some(t) => rec == t,
             None => at(self.values, rd(words, rec)).borrow() == self.value,
         }
     }
-    fn hash_of(&self, words: &[AtomicU32], rec: u32) -> u64 {
+    fn hash_of(&self, words: &Mem, rec: u32) -> u64 {
         self.hasher.hash_one(at(self.values, rd(words, rec)))
     }
 }
@@ -152,10 +151,10 @@ struct IdProbe<'a, K, T> {
 }
 
 impl<K, T> Probe for IdProbe<'_, K, T> {
-    fn is(&self, _: &[AtomicU32], p: u32) -> bool {
+    fn is(&self, _: &Mem, p: u32) -> bool {
         p == self.id
     }
-    fn hash_of(&self, _: &[AtomicU32], p: u32) -> u64 {
+    fn hash_of(&self, _: &Mem, p: u32) -> u64 {
         at(self.entries, p).hash
     }
 }
@@ -209,7 +208,7 @@ where
     }
 
     /// The record of `value`.
-    fn find<Q>(&self, words: &[AtomicU32], values: &[OnceLock<V>], root: u32, value: &Q) -> Option<u32>
+    fn find<Q>(&self, words: &Mem, values: &[OnceLock<V>], root: u32, value: &Q) -> Option<u32>
     where
         V: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -405,7 +404,7 @@ where
 
     fn check(
         &self,
-        words: &[AtomicU32],
+        words: &Mem,
         writing: &(dyn Any + Send + Sync),
         entries: &[OnceLock<Entry<K, T>>],
         root: u32,
@@ -513,7 +512,7 @@ where
 
     fn copy(
         &self,
-        from: &[AtomicU32],
+        from: &Mem,
         from_writing: &(dyn Any + Send + Sync),
         root: u32,
         to: &mut Words,
