@@ -108,6 +108,53 @@ fn main() {
                 ("no index", "replace(all)", ours, theirs)
             },
         ];
+        // N adds, then 2N updates in random key order: the garbage a design keeps counts, and so
+        // do replaced objects it still holds.
+        let updates: Vec<Arc<Obj>> = workload::order(n, 7)
+            .iter()
+            .cycle()
+            .take(2 * n)
+            .enumerate()
+            .map(|(i, &k)| objs[k].next((10 * n + i) as u64, None))
+            .collect();
+        let written: Vec<std::sync::Weak<Obj>> =
+            objs.iter().chain(&updates).map(Arc::downgrade).collect();
+        let (c, ours) = retained(|| {
+            let c = workload::cache();
+            for o in &objs {
+                c.add(o.clone()).expect("no unique index");
+            }
+            for o in &updates {
+                c.update(o.clone()).expect("no unique index");
+            }
+            c
+        });
+        let (b, theirs) = retained(|| {
+            let b = Baseline::new();
+            for o in &objs {
+                b.update(o.clone());
+            }
+            for o in &updates {
+                b.update(o.clone());
+            }
+            b
+        });
+        black_box((c.len(), b.len()));
+        // Objects replaced by an update that the cache still keeps alive (nobody else holds
+        // them: `objs` and `updates` are dropped first, apart from the cache's own copies).
+        let live: std::collections::HashSet<*const Obj> =
+            c.snapshot().iter().map(Arc::as_ptr).collect();
+        drop(updates);
+        let mut rows = rows;
+        rows.push(("both indexes", "N adds + 2N updates", ours, theirs));
+        // `objs` still holds one reference to each original; the baseline holds only current
+        // objects, which the cache holds too.
+        let (c_objs, stale) = {
+            let held = |(i, w): (usize, &std::sync::Weak<Obj>)| {
+                w.strong_count() > usize::from(i < n) && !live.contains(&w.as_ptr())
+            };
+            (c.len(), written.iter().enumerate().filter(|x| held(*x)).count())
+        };
         for (what, how, ours, theirs) in rows {
             let (o, t) = (per_object(ours, n), per_object(theirs, n));
             println!(
@@ -116,6 +163,11 @@ fn main() {
             );
             println!("| {label} | baseline, {what} | {how} | {t:.1} | |");
         }
+        println!(
+            "| {label} | cache: replaced objects still alive after the 2N updates | | {stale} of {c_objs} live ({:.1}%) | |",
+            100.0 * stale as f64 / c_objs as f64
+        );
+        drop(c);
     }
     println!();
     println!("Objects themselves: {object_size:.0} bytes each (not counted above).");
