@@ -26,17 +26,20 @@
 pub(crate) mod hamt;
 mod slots;
 mod table;
+mod vector;
 
 use std::any::Any;
 use std::borrow::Borrow;
+use std::cell::Cell;
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, OnceLock};
 
 use hamt::{Mem, NONE, Probe, Words, rd};
-pub(crate) use slots::at;
+use slots::at;
 use slots::Slots;
 pub(crate) use table::{Bucket, ErasedTable, Table, ValuesFn};
+use vector::Vector;
 
 /// The hasher of every map in the crate.
 pub(crate) type Hasher = foldhash::fast::RandomState;
@@ -77,8 +80,37 @@ pub(crate) struct Version<K, T> {
     pub(crate) values: ValueViews,
     pub(crate) tables: Tables<K, T>,
     hasher: Hasher,
-    /// The offset of the root record: `[objects root, object count, index roots...]`.
+    /// The offset of the root record: `[objects root, object count, vector root, vector depth,
+    /// index roots...]`.
     root: u32,
+}
+
+/// Positions in the root record.
+const R_OBJECTS: usize = 0;
+const R_LEN: usize = 1;
+const R_VECTOR: usize = 2;
+const R_DEPTH: usize = 3;
+const R_INDEXES: usize = 4;
+
+/// Finds the entry of a slot: the entry arena and the vector of one version.
+pub(crate) struct Lookup<'a, K, T> {
+    entries: &'a [OnceLock<Entry<K, T>>],
+    vector: Vector,
+}
+
+impl<K, T> Clone for Lookup<'_, K, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K, T> Copy for Lookup<'_, K, T> {}
+
+impl<'a, K, T> Lookup<'a, K, T> {
+    #[inline]
+    pub(crate) fn entry(&self, words: &Mem, slot: u32) -> &'a Entry<K, T> {
+        at(self.entries, self.vector.get(words, slot))
+    }
 }
 
 impl<K, T> Clone for Version<K, T> {
@@ -94,54 +126,86 @@ impl<K, T> Clone for Version<K, T> {
     }
 }
 
-/// Finds an entry by key.
-struct KeyProbe<'a, K, T, Q: ?Sized> {
-    entries: &'a [OnceLock<Entry<K, T>>],
-    key: &'a Q,
+/// Finds a slot by its entry's key, and keeps the entry it found.
+struct KeyProbe<'a, 'q, K, T, Q: ?Sized> {
+    look: Lookup<'a, K, T>,
+    key: &'q Q,
     hash: u64,
+    found: Cell<Option<&'a Entry<K, T>>>,
 }
 
-impl<K: Borrow<Q>, T, Q: Eq + ?Sized> Probe for KeyProbe<'_, K, T, Q> {
+impl<'a, 'q, K, T, Q: ?Sized> KeyProbe<'a, 'q, K, T, Q> {
+    fn new(look: Lookup<'a, K, T>, key: &'q Q, hash: u64) -> Self {
+        Self {
+            look,
+            key,
+            hash,
+            found: Cell::new(None),
+        }
+    }
+}
+
+impl<K: Borrow<Q>, T, Q: Eq + ?Sized> Probe for KeyProbe<'_, '_, K, T, Q> {
     #[inline]
-    fn is(&self, _: &Mem, p: u32) -> bool {
-        let e = at(self.entries, p);
-        e.hash == self.hash && e.key.borrow() == self.key
+    fn is(&self, words: &Mem, slot: u32) -> bool {
+        let e = self.look.entry(words, slot);
+        let is = e.hash == self.hash && e.key.borrow() == self.key;
+        if is {
+            self.found.set(Some(e));
+        }
+        is
     }
-    fn hash_of(&self, _: &Mem, p: u32) -> u64 {
-        at(self.entries, p).hash
+    fn hash_of(&self, words: &Mem, slot: u32) -> u64 {
+        self.look.entry(words, slot).hash
     }
 }
 
-/// Finds an entry by id.
-struct IdProbe<'a, K, T> {
-    id: u32,
-    entries: &'a [OnceLock<Entry<K, T>>],
+/// Finds a slot by number.
+pub(crate) struct SlotProbe<'a, K, T> {
+    pub(crate) slot: u32,
+    pub(crate) look: Lookup<'a, K, T>,
 }
 
-impl<K, T> Probe for IdProbe<'_, K, T> {
+impl<K, T> Probe for SlotProbe<'_, K, T> {
     fn is(&self, _: &Mem, p: u32) -> bool {
-        p == self.id
+        p == self.slot
     }
-    fn hash_of(&self, _: &Mem, p: u32) -> u64 {
-        at(self.entries, p).hash
+    fn hash_of(&self, words: &Mem, p: u32) -> u64 {
+        self.look.entry(words, p).hash
     }
 }
 
 impl<K, T> Version<K, T> {
     /// The root of index `i`.
     pub(crate) fn index_root(&self, i: usize) -> u32 {
-        rd(&self.words, self.root + 2 + i as u32)
+        rd(&self.words, self.root + (R_INDEXES + i) as u32)
+    }
+
+    pub(crate) fn lookup(&self) -> Lookup<'_, K, T> {
+        Lookup {
+            entries: &self.entries,
+            vector: Vector {
+                root: rd(&self.words, self.root + R_VECTOR as u32),
+                depth: rd(&self.words, self.root + R_DEPTH as u32),
+            },
+        }
+    }
+
+    /// The entry in `slot`.
+    #[inline]
+    pub(crate) fn entry(&self, slot: u32) -> &Entry<K, T> {
+        self.lookup().entry(&self.words, slot)
     }
 }
 
 impl<K: Hash + Eq, T> Version<K, T> {
     /// The number of entries.
     pub(crate) fn len(&self) -> usize {
-        rd(&self.words, self.root + 1) as usize
+        rd(&self.words, self.root + R_LEN as u32) as usize
     }
 
     fn objects_root(&self) -> u32 {
-        rd(&self.words, self.root)
+        rd(&self.words, self.root + R_OBJECTS as u32)
     }
 
     /// The entry with this key.
@@ -152,13 +216,9 @@ impl<K: Hash + Eq, T> Version<K, T> {
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        let probe = KeyProbe {
-            entries: &self.entries,
-            key,
-            hash,
-        };
-        let id = hamt::get(&self.words, self.objects_root(), hash, &probe)?;
-        Some(at(&self.entries, id))
+        let probe = KeyProbe::new(self.lookup(), key, hash);
+        hamt::get(&self.words, self.objects_root(), hash, &probe)?;
+        probe.found.get()
     }
 
     /// Every entry, in hash order.
@@ -169,9 +229,11 @@ impl<K: Hash + Eq, T> Version<K, T> {
         }
     }
 
-    /// The entries of a trie of ids (a bucket).
+    /// The entries of a trie of slots (the objects, or a bucket).
     pub(crate) fn ids(&self, root: u32) -> impl Iterator<Item = &Entry<K, T>> {
-        hamt::Iter::new(&self.words, root).map(|id| at(&self.entries, id))
+        let look = self.lookup();
+        let words = &self.words;
+        hamt::Iter::new(words, root).map(move |slot| look.entry(words, slot))
     }
 }
 
@@ -225,8 +287,13 @@ pub(crate) struct Writer<K, T> {
     views: ValueViews,
     views_stale: bool,
     tables: Tables<K, T>,
-    /// `[objects root, object count, index roots...]`, as the next version will have them.
+    /// The root record of the next version: `[objects root, object count, vector root, vector
+    /// depth, index roots...]`.
     roots: Vec<u32>,
+    /// Slots freed by removals, for new keys.
+    free: Vec<u32>,
+    /// The lowest slot never used.
+    next_slot: u32,
     /// Entries replaced or removed since the last compaction.
     dead: u32,
     /// Words in use right after the last compaction.
@@ -250,7 +317,7 @@ where
             .zip(&writing)
             .map(|(t, w)| t.view(&**w))
             .collect();
-        let mut roots = vec![NONE, 0];
+        let mut roots = vec![NONE, 0, Vector::EMPTY.root, Vector::EMPTY.depth];
         roots.extend(tables.iter().map(|_| NONE));
         Self {
             words: Words::new(),
@@ -260,6 +327,8 @@ where
             views_stale: false,
             tables: tables.into(),
             roots,
+            free: Vec::new(),
+            next_slot: 0,
             dead: 0,
             live_words: 0,
             hasher,
@@ -272,14 +341,30 @@ where
         self.compactions
     }
 
-    /// The id of the entry with this key.
-    fn find(&self, key: &K, hash: u64) -> Option<u32> {
-        let probe = KeyProbe {
+    fn vector(&self) -> Vector {
+        Vector {
+            root: self.roots[R_VECTOR],
+            depth: self.roots[R_DEPTH],
+        }
+    }
+
+    fn set_vector(&mut self, slot: u32, entry: u32) {
+        let v = self.vector().set(&mut self.words, slot, entry);
+        self.roots[R_VECTOR] = v.root;
+        self.roots[R_DEPTH] = v.depth;
+    }
+
+    fn lookup(&self) -> Lookup<'_, K, T> {
+        Lookup {
             entries: &self.entries.buf,
-            key,
-            hash,
-        };
-        hamt::get(&self.words.buf, self.roots[0], hash, &probe)
+            vector: self.vector(),
+        }
+    }
+
+    /// The slot of the key.
+    fn find(&self, key: &K, hash: u64) -> Option<u32> {
+        let probe = KeyProbe::new(self.lookup(), key, hash);
+        hamt::get(&self.words.buf, self.roots[R_OBJECTS], hash, &probe)
     }
 
     /// Inserts or replaces the object under `key`.
@@ -290,34 +375,53 @@ where
     pub(crate) fn put(&mut self, key: K, obj: Arc<T>) -> Result<(), Conflict> {
         self.maybe_compact();
         let hash = self.hasher.hash_one(&key);
-        let old = self.find(&key, hash);
-        if let Some(id) = old
-            && Arc::ptr_eq(&at(&self.entries.buf, id).obj, &obj)
-        {
+        let slot = self.find(&key, hash);
+        let old = slot.map(|s| self.lookup().entry(&self.words.buf, s));
+        if old.is_some_and(|e| Arc::ptr_eq(&e.obj, &obj)) {
             return Ok(());
         }
         for (i, t) in self.tables.iter().enumerate() {
             if t.is_unique() {
-                let (words, entries) = (&self.words.buf, &self.entries.buf);
-                t.check(words, &*self.writing[i], entries, self.roots[2 + i], &key, old, &obj)?;
+                let root = self.roots[R_INDEXES + i];
+                let look = self.lookup();
+                t.check(&self.words.buf, &*self.writing[i], look, root, &key, slot, &obj)?;
             }
         }
         // Keep the stored key: its allocation stays shared.
-        let key = match old {
-            Some(id) => at(&self.entries.buf, id).key.clone(),
+        let old = old.cloned();
+        let key = match &old {
+            Some(e) => e.key.clone(),
             None => key,
         };
         let id = self.entries.push(Entry { key, obj, hash });
-        let probe = IdProbe {
-            id: old.unwrap_or(NONE),
-            entries: &self.entries.buf,
+        let slot = match slot {
+            Some(s) => {
+                self.dead += 1;
+                s
+            }
+            None => {
+                let s = self.free.pop().unwrap_or_else(|| {
+                    self.next_slot += 1;
+                    self.next_slot - 1
+                });
+                self.roots[R_LEN] += 1;
+                s
+            }
         };
-        self.roots[0] = hamt::insert(&mut self.words, self.roots[0], hash, id, &probe).0;
-        match old {
-            Some(_) => self.dead += 1,
-            None => self.roots[1] += 1,
+        self.set_vector(slot, id);
+        if old.is_none() {
+            let probe = SlotProbe {
+                slot: NONE,
+                look: Lookup {
+                    entries: &self.entries.buf,
+                    vector: self.vector(),
+                },
+            };
+            let root = self.roots[R_OBJECTS];
+            self.roots[R_OBJECTS] = hamt::insert(&mut self.words, root, hash, slot, &probe).0;
         }
-        self.reindex(old, Some(id));
+        let new = at(&self.entries.buf, id).obj.clone();
+        self.reindex(slot, old.as_ref().map(|e| &*e.obj), Some(&new));
         Ok(())
     }
 
@@ -325,27 +429,38 @@ where
     pub(crate) fn remove(&mut self, key: &K) -> Option<Arc<T>> {
         self.maybe_compact();
         let hash = self.hasher.hash_one(key);
-        let id = self.find(key, hash)?;
-        let probe = IdProbe {
-            id,
-            entries: &self.entries.buf,
+        let slot = self.find(key, hash)?;
+        let old = self.lookup().entry(&self.words.buf, slot).obj.clone();
+        let probe = SlotProbe {
+            slot,
+            look: Lookup {
+                entries: &self.entries.buf,
+                vector: self.vector(),
+            },
         };
-        let (root, _) = hamt::remove(&mut self.words, self.roots[0], hash, &probe)?;
-        self.roots[0] = root;
-        self.roots[1] -= 1;
+        let root = self.roots[R_OBJECTS];
+        let (root, _) = hamt::remove(&mut self.words, root, hash, &probe)?;
+        self.roots[R_OBJECTS] = root;
+        self.roots[R_LEN] -= 1;
         self.dead += 1;
-        self.reindex(Some(id), None);
-        Some(at(&self.entries.buf, id).obj.clone())
+        self.reindex(slot, Some(&old), None);
+        self.set_vector(slot, NONE);
+        self.free.push(slot);
+        Some(old)
     }
 
-    fn reindex(&mut self, old: Option<u32>, new: Option<u32>) {
-        let entries = &self.entries.buf;
-        let old = old.map(|id| (id, &*at(entries, id).obj));
-        let new = new.map(|id| (id, &*at(entries, id).obj));
+    fn reindex(&mut self, slot: u32, old: Option<&T>, new: Option<&T>) {
+        let look = Lookup {
+            entries: &self.entries.buf,
+            vector: Vector {
+                root: self.roots[R_VECTOR],
+                depth: self.roots[R_DEPTH],
+            },
+        };
         for (i, t) in self.tables.iter().enumerate() {
-            let root = self.roots[2 + i];
-            self.roots[2 + i] =
-                t.update(&mut self.words, &mut *self.writing[i], entries, root, old, new);
+            let root = self.roots[R_INDEXES + i];
+            self.roots[R_INDEXES + i] =
+                t.update(&mut self.words, &mut *self.writing[i], look, root, slot, old, new);
         }
     }
 
@@ -396,7 +511,7 @@ where
     }
 
     fn maybe_compact(&mut self) {
-        let live = self.roots[1];
+        let live = self.roots[R_LEN];
         if self.dead > live / 10 + SLACK_ENTRIES
             || self.words.used > self.live_words.saturating_mul(WORD_GROWTH) + SLACK_WORDS
         {
@@ -404,37 +519,33 @@ where
         }
     }
 
-    /// Copies what the next version reaches into fresh arenas.
+    /// Copies what the next version reaches into fresh arenas. Slots keep their numbers, so the
+    /// tries are copied as they are; only the entries are renumbered, and the vector rebuilt.
     pub(crate) fn compact(&mut self) {
-        let live = self.roots[1] as usize;
+        let live = self.roots[R_LEN] as usize;
         let mut words = self.words.successor();
         let from = &self.words.buf;
-        let src = &self.entries.buf;
-        // The live entries, renumbered in trie order, into an arena filled in one pass.
-        let mut map = vec![NONE; self.entries.used as usize];
-        let mut n = 0;
-        let kept = hamt::Iter::new(from, self.roots[0]).map(|id| {
-            map[id as usize] = n;
-            n += 1;
-            OnceLock::from(at(src, id).clone())
-        });
+        let look = self.lookup();
+        let slots: Vec<u32> = hamt::Iter::new(from, self.roots[R_OBJECTS]).collect();
         let spare = live / 10 + SLACK_ENTRIES as usize + 1;
+        let kept = slots
+            .iter()
+            .map(|&s| OnceLock::from(look.entry(from, s).clone()));
         let entries = Slots::filled(kept.chain((0..spare).map(|_| OnceLock::new())).collect(), live);
         let mut roots = vec![
-            hamt::copy(from, self.roots[0], &mut words, &mut |_, id| map[id as usize]),
-            self.roots[1],
+            hamt::copy(from, self.roots[R_OBJECTS], &mut words, &mut |_, s| s),
+            self.roots[R_LEN],
         ];
+        let mut vector = Vector::EMPTY;
+        for (id, &s) in slots.iter().enumerate() {
+            vector = vector.set(&mut words, s, id as u32);
+        }
+        roots.extend([vector.root, vector.depth]);
         let mut writing = Vec::with_capacity(self.tables.len());
         for (i, t) in self.tables.iter().enumerate() {
             let mut to = t.writing(16);
-            roots.push(t.copy(
-                from,
-                &*self.writing[i],
-                self.roots[2 + i],
-                &mut words,
-                &mut *to,
-                &map,
-            ));
+            let root = self.roots[R_INDEXES + i];
+            roots.push(t.copy(from, &*self.writing[i], root, &mut words, &mut *to));
             writing.push(to);
         }
         self.install(words, entries, writing, roots);
@@ -471,7 +582,7 @@ where
             .enumerate()
             .map(|(i, (k, _))| (self.hasher.hash_one(k), i as u32))
             .collect();
-        // Stable by position among equal hashes, so the last of equal keys can be kept.
+        // By position among equal hashes, so the last of equal keys can be kept.
         hashed.sort_unstable();
         let mut keep = Vec::with_capacity(hashed.len());
         for (j, &(h, i)) in hashed.iter().enumerate() {
@@ -483,24 +594,37 @@ where
                 keep.push((h, i));
             }
         }
-        let mut slots: Vec<Option<(K, Arc<T>)>> = items.into_iter().map(Some).collect();
+        let mut items: Vec<Option<(K, Arc<T>)>> = items.into_iter().map(Some).collect();
         let mut entries = Slots::with_capacity(keep.len() + keep.len() / 10 + 1);
+        // Slot n holds entry n.
         let mut pairs = Vec::with_capacity(keep.len());
         for (h, i) in keep {
-            if let Some((key, obj)) = slots[i as usize].take() {
+            if let Some((key, obj)) = items[i as usize].take() {
                 pairs.push((h, entries.push(Entry { key, obj, hash: h })));
             }
         }
-        let ids: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-        let mut words = Words::new();
-        let mut roots = vec![hamt::build(&mut words, &pairs), pairs.len() as u32];
+        let n = pairs.len() as u32;
+        let mut words = self.words.successor();
+        let mut roots = vec![hamt::build(&mut words, &pairs), n];
+        let mut vector = Vector::EMPTY;
+        for s in 0..n {
+            vector = vector.set(&mut words, s, s);
+        }
+        roots.extend([vector.root, vector.depth]);
+        let slots: Vec<u32> = (0..n).collect();
+        let look = Lookup {
+            entries: &entries.buf,
+            vector,
+        };
         let mut writing = Vec::with_capacity(self.tables.len());
         for t in self.tables.iter() {
             let mut w = t.writing(16);
-            roots.push(t.build(&mut words, &mut *w, &entries.buf, &ids));
+            roots.push(t.build(&mut words, &mut *w, look, &slots));
             writing.push(w);
         }
         self.install(words, entries, writing, roots);
+        self.free.clear();
+        self.next_slot = n;
     }
 
     /// Whether any index is unique.
@@ -515,11 +639,18 @@ where
 
     /// Adds indexes, built from the current entries.
     pub(crate) fn add_tables(&mut self, tables: Vec<Arc<dyn ErasedTable<K, T>>>) {
-        let ids: Vec<u32> = hamt::Iter::new(&self.words.buf, self.roots[0]).collect();
+        let slots: Vec<u32> = hamt::Iter::new(&self.words.buf, self.roots[R_OBJECTS]).collect();
         let mut all: Vec<_> = self.tables.iter().cloned().collect();
         for t in tables {
             let mut w = t.writing(16);
-            let root = t.build(&mut self.words, &mut *w, &self.entries.buf, &ids);
+            let look = Lookup {
+                entries: &self.entries.buf,
+                vector: Vector {
+                    root: self.roots[R_VECTOR],
+                    depth: self.roots[R_DEPTH],
+                },
+            };
+            let root = t.build(&mut self.words, &mut *w, look, &slots);
             self.roots.push(root);
             self.writing.push(w);
             all.push(t);

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::hamt::{self, Mem, NONE, Probe, Words, rd};
 use super::slots::{Slots, at};
-use super::{Conflict, Entry, Hasher, Version};
+use super::{Conflict, Hasher, Lookup, SlotProbe, Version};
 
 /// An index function: pushes an object's values into the vector it is given.
 pub(crate) type ValuesFn<T, V> = dyn Fn(&T, &mut Vec<V>) + Send + Sync;
@@ -47,36 +47,39 @@ pub(crate) trait ErasedTable<K, T>: Send + Sync {
     /// Frees the value arenas replaced by growth that no snapshot uses any more.
     fn free_unused(&self, writing: &mut (dyn Any + Send + Sync));
     /// Fails when writing `new` under the entry `old` (or a new key) would break a unique index.
+    #[allow(clippy::too_many_arguments)]
     fn check(
         &self,
         words: &Mem,
         writing: &(dyn Any + Send + Sync),
-        entries: &[OnceLock<Entry<K, T>>],
+        look: Lookup<'_, K, T>,
         root: u32,
         key: &K,
-        old: Option<u32>,
+        slot: Option<u32>,
         new: &T,
     ) -> Result<(), Conflict>;
-    /// Moves the entry `old` to `new` (either may be absent); the new root.
+    /// Moves `slot` from the buckets of `old`'s values to those of `new`'s (either may be
+    /// absent); the new root. Values both have are left alone.
     #[allow(clippy::too_many_arguments)]
     fn update(
         &self,
         w: &mut Words,
         writing: &mut (dyn Any + Send + Sync),
-        entries: &[OnceLock<Entry<K, T>>],
+        look: Lookup<'_, K, T>,
         root: u32,
-        old: Option<(u32, &T)>,
-        new: Option<(u32, &T)>,
+        slot: u32,
+        old: Option<&T>,
+        new: Option<&T>,
     ) -> u32;
-    /// An index of the entries `ids`, built in one pass.
+    /// An index of the objects in `slots`, built in one pass.
     fn build(
         &self,
         w: &mut Words,
         writing: &mut (dyn Any + Send + Sync),
-        entries: &[OnceLock<Entry<K, T>>],
-        ids: &[u32],
+        look: Lookup<'_, K, T>,
+        slots: &[u32],
     ) -> u32;
-    /// Copies the index at `root` into a fresh arena, renumbering entries through `map`.
+    /// Copies the index at `root` into a fresh arena.
     fn copy(
         &self,
         from: &Mem,
@@ -84,15 +87,14 @@ pub(crate) trait ErasedTable<K, T>: Send + Sync {
         root: u32,
         to: &mut Words,
         to_writing: &mut (dyn Any + Send + Sync),
-        map: &[u32],
     ) -> u32;
-    /// The ids of the entries sharing any value with `obj` (client-go's `Index`).
+    /// The slots of the objects sharing any value with `obj` (client-go's `Index`).
     fn matching(&self, v: &Version<K, T>, i: usize, obj: &T) -> Vec<u32>;
     /// The bucket of a `String` value; `None` when the index's values are not strings.
     fn bucket_str(&self, v: &Version<K, T>, i: usize, value: &str) -> Option<Option<Bucket>>;
     /// Every value, when they are strings.
     fn values_str(&self, v: &Version<K, T>, i: usize) -> Option<Vec<String>>;
-    /// Every (value rendered with Debug, entry id) pair, for consistency checks.
+    /// Every (value rendered with Debug, slot) pair, for consistency checks.
     fn debug_entries(&self, v: &Version<K, T>, i: usize) -> Vec<(String, u32)>;
     /// The values of `obj`, rendered with Debug.
     fn debug_values(&self, obj: &T) -> Vec<String>;
@@ -141,21 +143,6 @@ impl<V: Borrow<Q> + Hash, Q: Eq + ?Sized> Probe for ValueProbe<'_, V, Q> {
     }
     fn hash_of(&self, words: &Mem, rec: u32) -> u64 {
         self.hasher.hash_one(at(self.values, rd(words, rec)))
-    }
-}
-
-/// Finds an entry id in a bucket.
-struct IdProbe<'a, K, T> {
-    id: u32,
-    entries: &'a [OnceLock<Entry<K, T>>],
-}
-
-impl<K, T> Probe for IdProbe<'_, K, T> {
-    fn is(&self, _: &Mem, p: u32) -> bool {
-        p == self.id
-    }
-    fn hash_of(&self, _: &Mem, p: u32) -> u64 {
-        at(self.entries, p).hash
     }
 }
 
@@ -277,17 +264,18 @@ where
         &self,
         w: &mut Words,
         st: &mut Writing<V>,
-        entries: &[OnceLock<Entry<K, T>>],
+        look: Lookup<'_, K, T>,
         root: u32,
         value: &V,
         id: u32,
     ) -> u32 {
         let vh = self.hasher.hash_one(value);
-        let probe = IdProbe { id, entries };
+        let probe = SlotProbe { slot: id, look };
         match self.find(&w.buf, &st.slots.buf, root, value) {
             Some(rec) => {
                 let (broot, len) = (w.get(rec + 1), w.get(rec + 2));
-                let (nb, _) = hamt::insert(w, broot, at(entries, id).hash, id, &probe);
+                let hash = look.entry(&w.buf, id).hash;
+                let (nb, _) = hamt::insert(w, broot, hash, id, &probe);
                 self.rewrite(w, &st.slots.buf, root, vh, value, rec, nb, len + 1)
             }
             None => {
@@ -308,7 +296,7 @@ where
         &self,
         w: &mut Words,
         st: &Writing<V>,
-        entries: &[OnceLock<Entry<K, T>>],
+        look: Lookup<'_, K, T>,
         root: u32,
         value: &V,
         id: u32,
@@ -318,8 +306,8 @@ where
         };
         let vh = self.hasher.hash_one(value);
         let (broot, len) = (w.get(rec + 1), w.get(rec + 2));
-        let hash = at(entries, id).hash;
-        let Some((nb, _)) = hamt::remove(w, broot, hash, &IdProbe { id, entries }) else {
+        let hash = look.entry(&w.buf, id).hash;
+        let Some((nb, _)) = hamt::remove(w, broot, hash, &SlotProbe { slot: id, look }) else {
             return root;
         };
         if nb == NONE {
@@ -332,30 +320,6 @@ where
             return hamt::remove(w, root, vh, &probe).map_or(root, |r| r.0);
         }
         self.rewrite(w, &st.slots.buf, root, vh, value, rec, nb, len - 1)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn swap_id<K>(
-        &self,
-        w: &mut Words,
-        st: &Writing<V>,
-        entries: &[OnceLock<Entry<K, T>>],
-        root: u32,
-        value: &V,
-        old: u32,
-        new: u32,
-    ) -> u32 {
-        let Some(rec) = self.find(&w.buf, &st.slots.buf, root, value) else {
-            return root;
-        };
-        let (broot, len) = (w.get(rec + 1), w.get(rec + 2));
-        let hash = at(entries, old).hash;
-        let (nb, _) = hamt::insert(w, broot, hash, new, &IdProbe { id: old, entries });
-        if nb == broot {
-            return root;
-        }
-        let vh = self.hasher.hash_one(value);
-        self.rewrite(w, &st.slots.buf, root, vh, value, rec, nb, len)
     }
 }
 
@@ -406,10 +370,10 @@ where
         &self,
         words: &Mem,
         writing: &(dyn Any + Send + Sync),
-        entries: &[OnceLock<Entry<K, T>>],
+        look: Lookup<'_, K, T>,
         root: u32,
         key: &K,
-        old: Option<u32>,
+        slot: Option<u32>,
         new: &T,
     ) -> Result<(), Conflict> {
         if !self.unique {
@@ -423,12 +387,12 @@ where
                 continue;
             };
             let mut ids = hamt::Iter::new(words, rd(words, rec + 1));
-            if let Some(holder) = ids.find(|id| Some(*id) != old) {
+            if let Some(holder) = ids.find(|id| Some(*id) != slot) {
                 return Err(Conflict {
                     index: self.name.to_string(),
                     value: format!("{value:?}"),
                     key: format!("{key:?}"),
-                    holder: format!("{:?}", at(entries, holder).key),
+                    holder: format!("{:?}", look.entry(words, holder).key),
                 });
             }
         }
@@ -439,37 +403,33 @@ where
         &self,
         w: &mut Words,
         writing: &mut (dyn Any + Send + Sync),
-        entries: &[OnceLock<Entry<K, T>>],
+        look: Lookup<'_, K, T>,
         mut root: u32,
-        old: Option<(u32, &T)>,
-        new: Option<(u32, &T)>,
+        slot: u32,
+        old: Option<&T>,
+        new: Option<&T>,
     ) -> u32 {
         let st = writing_mut::<V>(writing);
         let (mut ov, mut nv) = (
             std::mem::take(&mut st.old_values),
             std::mem::take(&mut st.new_values),
         );
-        if let Some((_, o)) = old {
+        if let Some(o) = old {
             self.values_into(o, &mut ov);
         }
-        if let Some((_, n)) = new {
+        if let Some(n) = new {
             self.values_into(n, &mut nv);
         }
-        if let Some((old_id, _)) = old {
+        if ov != nv {
             for value in &ov {
                 if nv.binary_search(value).is_err() {
-                    root = self.drop_id(w, st, entries, root, value, old_id);
+                    root = self.drop_id(w, st, look, root, value, slot);
                 }
             }
-        }
-        if let Some((new_id, _)) = new {
             for value in &nv {
-                root = match old {
-                    Some((old_id, _)) if ov.binary_search(value).is_ok() => {
-                        self.swap_id(w, st, entries, root, value, old_id, new_id)
-                    }
-                    _ => self.add(w, st, entries, root, value, new_id),
-                };
+                if ov.binary_search(value).is_err() {
+                    root = self.add(w, st, look, root, value, slot);
+                }
             }
         }
         ov.clear();
@@ -483,14 +443,14 @@ where
         &self,
         w: &mut Words,
         writing: &mut (dyn Any + Send + Sync),
-        entries: &[OnceLock<Entry<K, T>>],
-        ids: &[u32],
+        look: Lookup<'_, K, T>,
+        slots: &[u32],
     ) -> u32 {
         let st = writing_mut::<V>(writing);
         let mut groups: HashMap<V, Vec<(u64, u32)>, Hasher> = HashMap::default();
         let mut scratch = Vec::new();
-        for &id in ids {
-            let e = at(entries, id);
+        for &id in slots {
+            let e = look.entry(&w.buf, id);
             self.values_into(&e.obj, &mut scratch);
             for value in scratch.drain(..) {
                 groups.entry(value).or_default().push((e.hash, id));
@@ -517,12 +477,11 @@ where
         root: u32,
         to: &mut Words,
         to_writing: &mut (dyn Any + Send + Sync),
-        map: &[u32],
     ) -> u32 {
         let src = &writing_of::<V>(from_writing).slots.buf;
         let dst = writing_mut::<V>(to_writing);
         hamt::copy(from, root, to, &mut |to: &mut Words, rec: u32| {
-            let broot = hamt::copy(from, rd(from, rec + 1), to, &mut |_, id| map[id as usize]);
+            let broot = hamt::copy(from, rd(from, rec + 1), to, &mut |_, slot| slot);
             let vid = dst.slots.push(at(src, rd(from, rec)).clone());
             record(to, None, vid, broot, rd(from, rec + 2))
         })

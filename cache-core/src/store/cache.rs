@@ -689,7 +689,7 @@ impl<T: Object> Snapshot<T> {
         let root = self.bucket(index, value).map_or(engine::hamt::NONE, |b| b.root);
         ByIter {
             inner: engine::hamt::Iter::new(&self.version.words, root),
-            entries: &self.version.entries,
+            version: &self.version,
         }
     }
 
@@ -783,7 +783,7 @@ impl<T: Object> Snapshot<T> {
         let ids = index.matching(&self.version, i, obj);
         Ok(ids
             .into_iter()
-            .map(|id| engine::at(&self.version.entries, id).obj.clone())
+            .map(|slot| self.version.entry(slot).obj.clone())
             .collect())
     }
 
@@ -841,8 +841,8 @@ impl<T: Object> Snapshot<T> {
                 }
             }
             let mut actual: Vec<(String, T::Key)> = Vec::new();
-            for (value, id) in index.debug_entries(&self.version, i) {
-                let e = engine::at(&self.version.entries, id);
+            for (value, slot) in index.debug_entries(&self.version, i) {
+                let e = self.version.entry(slot);
                 if !self.get(&e.key).is_some_and(|o| Arc::ptr_eq(o, &e.obj)) {
                     return Err(format!(
                         "index {:?} holds under {value} an object for {:?} that is not the \
@@ -919,12 +919,13 @@ impl<T: Object> IndexQuery<T> for Cache<T> {
 /// [`Snapshot::by_iter`].
 pub struct ByIter<'a, T: Object> {
     inner: engine::hamt::Iter<'a>,
-    entries: &'a [std::sync::OnceLock<engine::Entry<T::Key, T>>],
+    version: &'a Version<T::Key, T>,
 }
 
 impl<'a, T: Object> Iterator for ByIter<'a, T> {
     type Item = &'a Arc<T>;
     fn next(&mut self) -> Option<&'a Arc<T>> {
-        self.inner.next().map(|id| &engine::at(self.entries, id).obj)
+        let version = self.version;
+        self.inner.next().map(|slot| &version.entry(slot).obj)
     }
 }

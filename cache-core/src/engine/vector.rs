@@ -1,0 +1,140 @@
+//! A persistent vector of words in the word arena: slot number → entry number. Every key keeps
+//! its slot for as long as it is present, so the tries (objects by key, index buckets) name an
+//! object by its slot and an update that keeps the object's index values changes only this
+//! vector: one path of a radix tree, 32 words per level.
+
+use super::hamt::{Mem, NONE, Words, rd};
+
+/// Bits of the slot number per level.
+const BITS: u32 = 5;
+const WIDTH: u32 = 1 << BITS;
+const MASK: u32 = WIDTH - 1;
+
+/// A vector's root and depth (levels of nodes; 0 for the empty vector).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Vector {
+    pub(crate) root: u32,
+    pub(crate) depth: u32,
+}
+
+impl Vector {
+    pub(crate) const EMPTY: Vector = Vector {
+        root: NONE,
+        depth: 0,
+    };
+
+    /// How many slots the vector can hold at its depth.
+    fn capacity(self) -> u64 {
+        if self.depth == 0 {
+            0
+        } else {
+            1u64 << (BITS * self.depth)
+        }
+    }
+
+    /// The word in slot `i` ([`NONE`] when unset).
+    #[inline]
+    pub(crate) fn get(self, words: &Mem, i: u32) -> u32 {
+        if u64::from(i) >= self.capacity() {
+            return NONE;
+        }
+        let mut node = self.root;
+        let mut level = self.depth;
+        while level > 0 {
+            if node == NONE {
+                return NONE;
+            }
+            level -= 1;
+            node = rd(words, node + ((i >> (BITS * level)) & MASK));
+        }
+        node
+    }
+
+    /// The vector with slot `i` set to `v`: copies the path, except nodes allocated since the
+    /// last publish, which it changes in place.
+    pub(crate) fn set(self, w: &mut Words, i: u32, v: u32) -> Vector {
+        let mut vec = self;
+        while u64::from(i) >= vec.capacity() {
+            let root = if vec.root == NONE {
+                NONE
+            } else {
+                let node = empty_node(w);
+                w.set(node, vec.root);
+                node
+            };
+            vec = Vector {
+                root,
+                depth: vec.depth + 1,
+            };
+        }
+        Vector {
+            root: set_in(w, vec.root, vec.depth, i, v),
+            depth: vec.depth,
+        }
+    }
+}
+
+fn empty_node(w: &mut Words) -> u32 {
+    let at = w.alloc(WIDTH);
+    for k in 0..WIDTH {
+        w.set(at + k, NONE);
+    }
+    at
+}
+
+fn set_in(w: &mut Words, node: u32, level: u32, i: u32, v: u32) -> u32 {
+    let node = if node == NONE {
+        empty_node(w)
+    } else if node < w.fresh {
+        // Shared with a published version: copy it.
+        let at = w.alloc(WIDTH);
+        for k in 0..WIDTH {
+            w.set(at + k, w.get(node + k));
+        }
+        at
+    } else {
+        node
+    };
+    let k = (i >> (BITS * (level - 1))) & MASK;
+    let next = if level == 1 {
+        v
+    } else {
+        set_in(w, w.get(node + k), level - 1, i, v)
+    };
+    w.set(node + k, next);
+    node
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn agrees_with_a_map_and_old_versions_keep_their_values(
+            ops in prop::collection::vec((0..5000u32, 0..1000u32, any::<bool>()), 1..200),
+        ) {
+            let mut w = Words::new();
+            let mut vec = Vector::EMPTY;
+            let mut model = BTreeMap::new();
+            let mut versions = Vec::new();
+            for (i, v, publish) in ops {
+                vec = vec.set(&mut w, i, v);
+                model.insert(i, v);
+                if publish {
+                    w.fresh = w.used;
+                    versions.push((vec, model.clone()));
+                }
+            }
+            for (vec, model) in versions.iter().chain([&(vec, model.clone())]) {
+                for i in 0..5000u32 {
+                    prop_assert_eq!(vec.get(&w.buf, i), model.get(&i).copied().unwrap_or(NONE));
+                }
+            }
+        }
+    }
+}
