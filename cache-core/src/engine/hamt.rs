@@ -194,6 +194,25 @@ impl Words {
         at
     }
 
+    /// A copy of the `len` words at `from`, unless the node is fresh (then itself).
+    pub(crate) fn own(&mut self, from: u32, len: u32) -> u32 {
+        if from >= self.fresh {
+            return from;
+        }
+        let to = self.alloc(len);
+        copy_words(span(&self.buf, to, len), span(&self.buf, from, len));
+        to
+    }
+
+    /// `len` new words, each `v`.
+    pub(crate) fn filled(&mut self, len: u32, v: u32) -> u32 {
+        let at = self.alloc(len);
+        for w in span(&self.buf, at, len) {
+            w.store(v, Relaxed);
+        }
+        at
+    }
+
     /// Copies the `len` words at `from`, changing word `at` (relative) to `v`; in place when
     /// the node is fresh.
     fn with_word(&mut self, from: u32, len: u32, at: u32, v: u32) -> u32 {
@@ -236,13 +255,13 @@ impl Words {
 
 /// The `len` words at `at`, which lie in one chunk.
 #[inline]
-fn span(mem: &Mem, at: u32, len: u32) -> &[AtomicU32] {
+pub(crate) fn span(mem: &Mem, at: u32, len: u32) -> &[AtomicU32] {
     let o = (at & CHUNK_MASK) as usize;
     &mem[(at >> CHUNK_BITS) as usize][o..o + len as usize]
 }
 
 #[inline]
-fn copy_words(to: &[AtomicU32], from: &[AtomicU32]) {
+pub(crate) fn copy_words(to: &[AtomicU32], from: &[AtomicU32]) {
     for (d, s) in to.iter().zip(from) {
         d.store(s.load(Relaxed), Relaxed);
     }
@@ -444,6 +463,36 @@ fn build_node(w: &mut Words, items: &[(u64, u32)], shift: u32) -> u32 {
         rest = &rest[n..];
     }
     w.node(bitmap, &slots)
+}
+
+/// Copies the trie at `slot` of `from` into `to` as it is.
+pub(crate) fn copy_same(from: &Mem, slot: u32, to: &mut Words) -> u32 {
+    copy_same_at(from, slot, 0, to)
+}
+
+fn copy_same_at(from: &Mem, slot: u32, shift: u32, to: &mut Words) -> u32 {
+    if slot == NONE || slot & LEAF != 0 {
+        return slot;
+    }
+    let head = rd(from, slot);
+    let n = if shift > LAST_SHIFT {
+        head
+    } else {
+        head.count_ones()
+    };
+    let at = to.alloc(1 + n);
+    let src = span(from, slot, 1 + n);
+    copy_words(span(&to.buf, at, 1 + n), src);
+    if shift <= LAST_SHIFT {
+        for (i, s) in src.iter().enumerate().skip(1) {
+            let s = s.load(Relaxed);
+            if s & LEAF == 0 {
+                let copied = copy_same_at(from, s, shift + BITS, to);
+                to.set(at + i as u32, copied);
+            }
+        }
+    }
+    at
 }
 
 /// Copies the trie at `slot` of `from` into `to`, mapping each leaf's payload through `leaf`.

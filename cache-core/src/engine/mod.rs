@@ -512,34 +512,55 @@ where
 
     fn maybe_compact(&mut self) {
         let live = self.roots[R_LEN];
-        if self.dead > live / 10 + SLACK_ENTRIES
-            || self.words.used > self.live_words.saturating_mul(WORD_GROWTH) + SLACK_WORDS
-        {
-            self.compact();
+        if self.dead > live / 10 + SLACK_ENTRIES {
+            self.compact_entries();
+        }
+        if self.words.used > self.live_words.saturating_mul(WORD_GROWTH) + SLACK_WORDS {
+            self.compact_words();
         }
     }
 
-    /// Copies what the next version reaches into fresh arenas. Slots keep their numbers, so the
-    /// tries are copied as they are; only the entries are renumbered, and the vector rebuilt.
+    /// Reclaims both arenas now.
     pub(crate) fn compact(&mut self) {
+        self.compact_entries();
+        self.compact_words();
+    }
+
+    /// Copies the live entries into a fresh entry arena and points the vector at them. The tries
+    /// name slots, not entries, so they stay as they are.
+    fn compact_entries(&mut self) {
         let live = self.roots[R_LEN] as usize;
+        let src = &self.entries.buf;
+        let mut kept: Vec<OnceLock<Entry<K, T>>> =
+            Vec::with_capacity(live + live / 10 + SLACK_ENTRIES as usize + 2);
+        // The vector's nodes are copied within the current arena (the copies are fresh), its
+        // leaves renumbered in slot order.
+        let from = self.words.view();
+        let vector = vector::copy(&from, self.vector(), &mut self.words, &mut |id| {
+            kept.push(OnceLock::from(at(src, id).clone()));
+            kept.len() as u32 - 1
+        });
+        kept.resize_with(kept.capacity(), OnceLock::new);
+        let entries = Slots::filled(kept.into(), live);
+        self.roots[R_VECTOR] = vector.root;
+        self.roots[R_DEPTH] = vector.depth;
+        let old = std::mem::replace(&mut self.entries, entries);
+        self.old.push(Old::Entries(old.buf));
+        self.old.extend(old.old.into_iter().map(Old::Entries));
+        self.dead = 0;
+        self.compactions += 1;
+    }
+
+    /// Copies what the next version reaches into a fresh word arena (offsets change; slots and
+    /// entries do not).
+    fn compact_words(&mut self) {
         let mut words = self.words.successor();
         let from = &self.words.buf;
-        let look = self.lookup();
-        let slots: Vec<u32> = hamt::Iter::new(from, self.roots[R_OBJECTS]).collect();
-        let spare = live / 10 + SLACK_ENTRIES as usize + 1;
-        let kept = slots
-            .iter()
-            .map(|&s| OnceLock::from(look.entry(from, s).clone()));
-        let entries = Slots::filled(kept.chain((0..spare).map(|_| OnceLock::new())).collect(), live);
         let mut roots = vec![
-            hamt::copy(from, self.roots[R_OBJECTS], &mut words, &mut |_, s| s),
+            hamt::copy_same(from, self.roots[R_OBJECTS], &mut words),
             self.roots[R_LEN],
         ];
-        let mut vector = Vector::EMPTY;
-        for (id, &s) in slots.iter().enumerate() {
-            vector = vector.set(&mut words, s, id as u32);
-        }
+        let vector = vector::copy(from, self.vector(), &mut words, &mut |id| id);
         roots.extend([vector.root, vector.depth]);
         let mut writing = Vec::with_capacity(self.tables.len());
         for (i, t) in self.tables.iter().enumerate() {
@@ -548,7 +569,13 @@ where
             roots.push(t.copy(from, &*self.writing[i], root, &mut words, &mut *to));
             writing.push(to);
         }
-        self.install(words, entries, writing, roots);
+        let old = std::mem::replace(&mut self.words, words);
+        self.words.retire(old);
+        self.writing = writing;
+        self.views_stale = true;
+        self.roots = roots;
+        self.words.fresh = 0;
+        self.live_words = self.words.used;
         self.compactions += 1;
     }
 
@@ -595,7 +622,8 @@ where
             }
         }
         let mut items: Vec<Option<(K, Arc<T>)>> = items.into_iter().map(Some).collect();
-        let mut entries = Slots::with_capacity(keep.len() + keep.len() / 10 + 1);
+        let mut entries =
+            Slots::with_capacity(keep.len() + keep.len() / 10 + SLACK_ENTRIES as usize + 2);
         // Slot n holds entry n.
         let mut pairs = Vec::with_capacity(keep.len());
         for (h, i) in keep {

@@ -481,7 +481,7 @@ where
         let src = &writing_of::<V>(from_writing).slots.buf;
         let dst = writing_mut::<V>(to_writing);
         hamt::copy(from, root, to, &mut |to: &mut Words, rec: u32| {
-            let broot = hamt::copy(from, rd(from, rec + 1), to, &mut |_, slot| slot);
+            let broot = hamt::copy_same(from, rd(from, rec + 1), to);
             let vid = dst.slots.push(at(src, rd(from, rec)).clone());
             record(to, None, vid, broot, rd(from, rec + 2))
         })

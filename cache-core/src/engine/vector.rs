@@ -3,7 +3,9 @@
 //! object by its slot and an update that keeps the object's index values changes only this
 //! vector: one path of a radix tree, 32 words per level.
 
-use super::hamt::{Mem, NONE, Words, rd};
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::hamt::{Mem, NONE, Words, rd, span};
 
 /// Bits of the slot number per level.
 const BITS: u32 = 5;
@@ -75,25 +77,15 @@ impl Vector {
 }
 
 fn empty_node(w: &mut Words) -> u32 {
-    let at = w.alloc(WIDTH);
-    for k in 0..WIDTH {
-        w.set(at + k, NONE);
-    }
-    at
+    w.filled(WIDTH, NONE)
 }
 
 fn set_in(w: &mut Words, node: u32, level: u32, i: u32, v: u32) -> u32 {
     let node = if node == NONE {
         empty_node(w)
-    } else if node < w.fresh {
-        // Shared with a published version: copy it.
-        let at = w.alloc(WIDTH);
-        for k in 0..WIDTH {
-            w.set(at + k, w.get(node + k));
-        }
-        at
     } else {
-        node
+        // A node shared with a published version is copied first.
+        w.own(node, WIDTH)
     };
     let k = (i >> (BITS * (level - 1))) & MASK;
     let next = if level == 1 {
@@ -103,6 +95,48 @@ fn set_in(w: &mut Words, node: u32, level: u32, i: u32, v: u32) -> u32 {
     };
     w.set(node + k, next);
     node
+}
+
+/// Copies the vector's nodes from `from` into `to`, mapping each set slot's value through
+/// `leaf`, in slot order.
+pub(crate) fn copy(
+    from: &Mem,
+    vec: Vector,
+    to: &mut Words,
+    leaf: &mut impl FnMut(u32) -> u32,
+) -> Vector {
+    fn node(
+        from: &Mem,
+        n: u32,
+        level: u32,
+        to: &mut Words,
+        leaf: &mut impl FnMut(u32) -> u32,
+    ) -> u32 {
+        if n == NONE {
+            return NONE;
+        }
+        let at = to.alloc(WIDTH);
+        let src = span(from, n, WIDTH);
+        if level == 1 {
+            for (d, s) in span(&to.buf, at, WIDTH).iter().zip(src) {
+                let v = s.load(Relaxed);
+                d.store(if v == NONE { NONE } else { leaf(v) }, Relaxed);
+            }
+            return at;
+        }
+        for (k, s) in src.iter().enumerate() {
+            let child = node(from, s.load(Relaxed), level - 1, to, leaf);
+            to.set(at + k as u32, child);
+        }
+        at
+    }
+    if vec.depth == 0 {
+        return vec;
+    }
+    Vector {
+        root: node(from, vec.root, vec.depth, to, leaf),
+        depth: vec.depth,
+    }
 }
 
 #[cfg(test)]
