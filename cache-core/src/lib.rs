@@ -76,6 +76,7 @@ pub use informer::{
 };
 pub use lister::{LabelSelector, Labels, Lister, NamespaceLister, SelectorParseError};
 pub use object::{KeyParseError, Object, ObjectKey, ResourceVersion};
+pub use queue::Heap;
 pub use queue::{
     Closed, DeletedFinalStateUnknown, DeletedObject, Delta, DeltaFifo, DeltaFifoOptions, Deltas,
     Fifo, KnownObjects, Queue, RealFifo, RealFifoOptions, ReplaceMode, Transformer,
