@@ -84,6 +84,9 @@ pub use queue::{
 pub use reflector::{Reflector, ReflectorError, ReflectorOptions, ReflectorStats};
 pub use store::UndeltaStore;
 pub use store::{ByIter, Cache, Change, Snapshot, Store, StoreError, TransactionError};
+pub use store::{
+    Clock, ExpirationCache, ExpirationPolicy, FakeClock, RealClock, TimestampedEntry, TtlPolicy,
+};
 
 pub use index::IndexQuery;
 

@@ -2,6 +2,7 @@
 //! snapshot-published [`Cache`].
 
 mod cache;
+mod expiration;
 pub(crate) mod trie;
 mod undelta;
 
@@ -9,6 +10,9 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use cache::{ByIter, Cache, Snapshot};
+pub use expiration::{
+    Clock, ExpirationCache, ExpirationPolicy, FakeClock, RealClock, TimestampedEntry, TtlPolicy,
+};
 pub use undelta::UndeltaStore;
 
 use crate::object::{Object, ResourceVersion};
