@@ -87,6 +87,8 @@ pub use store::{ByIter, Cache, Change, Snapshot, Store, StoreError, TransactionE
 pub use store::{
     Clock, ExpirationCache, ExpirationPolicy, FakeClock, RealClock, TimestampedEntry, TtlPolicy,
 };
+pub use store::{MutatedObject, MutationDetector, MutationDetectorError};
+pub use store::{MutationCache, MutationCacheOptions, UncomparableVersion};
 
 pub use index::IndexQuery;
 

@@ -3,6 +3,8 @@
 
 mod cache;
 mod expiration;
+mod mutation;
+mod mutation_detector;
 pub(crate) mod trie;
 mod undelta;
 
@@ -13,6 +15,8 @@ pub use cache::{ByIter, Cache, Snapshot};
 pub use expiration::{
     Clock, ExpirationCache, ExpirationPolicy, FakeClock, RealClock, TimestampedEntry, TtlPolicy,
 };
+pub use mutation::{MutationCache, MutationCacheOptions, UncomparableVersion};
+pub use mutation_detector::{MutatedObject, MutationDetector, MutationDetectorError};
 pub use undelta::UndeltaStore;
 
 use crate::object::{Object, ResourceVersion};
