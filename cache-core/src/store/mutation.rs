@@ -702,9 +702,18 @@ mod tests {
 
     #[test]
     fn index_reads_apply_the_query_to_the_mutation() {
-        // (informer rv, informer foo, mutation rv, mutation foo, queried foo, include adds,
-        // expected "rv/foo" list)
-        let cases: [(&str, &str, &str, &str, &str, bool, &[&str]); 10] = [
+        /// (informer rv, informer foo, mutation rv, mutation foo, queried foo, include adds,
+        /// expected "rv/foo" list)
+        type Case = (
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            bool,
+            &'static [&'static str],
+        );
+        let cases: [Case; 10] = [
             ("1", "a", "2", "a", "a", false, &["2/a"]),
             ("1", "a", "2", "a", "a", true, &["2/a"]),
             ("1", "a", "2", "b", "a", false, &[]),

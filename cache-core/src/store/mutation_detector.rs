@@ -1,26 +1,5 @@
 //! [`MutationDetector`]: finds cached objects that were changed in place (client-go's
 //! `CacheMutationDetector`), for tests and debug builds.
-//!
-//! # What can change behind an `Arc<T>`
-//!
-//! A cache hands out `Arc<T>`: shared, read-only access. In Go, any holder of a cached pointer
-//! can write through it and silently corrupt the informer's cache for every other reader; that
-//! is what client-go's detector hunts. Here safe Rust rules most of that out at compile time:
-//! nobody can get a `&mut T` to an object the cache holds (`Arc::get_mut` fails while the cache
-//! holds its reference, and `Arc::make_mut` copies). What remains is **interior mutability**
-//! reachable through `&T`:
-//!
-//! - `Mutex`, `RwLock`, atomics, `OnceLock` and types built on them, as fields of `T`;
-//! - fields that are themselves shared handles (`Arc<Mutex<_>>`, channels) to state that lives
-//!   outside the object;
-//! - `Cell` and `RefCell` are not `Sync`, so an [`Object`] cannot hold them directly.
-//!
-//! A type with none of these cannot be changed in place, and needs no detector. For one that
-//! has some, the detector records each object's serialized form (JSON, through `serde`) when it
-//! is added, and on every [`check`](MutationDetector::check) compares the object's current
-//! serialized form with it. It sees what serialization sees: a field skipped by
-//! `#[serde(skip)]` is not watched, and a lazily filled `OnceLock` that serializes differently
-//! once filled reads as a change.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -107,7 +86,7 @@ impl<K: fmt::Debug> fmt::Display for MutationDetectorError<K> {
 impl<K: fmt::Debug> std::error::Error for MutationDetectorError<K> {}
 
 /// Finds cached objects that were changed in place through interior mutability (client-go's
-/// `CacheMutationDetector`; see the [module docs](self) for what can change).
+/// `CacheMutationDetector`).
 ///
 /// Opt-in, and meant for tests and debug builds: every added object is serialized, and every
 /// check serializes every retained object again. Feed it what the informer caches (from an
@@ -115,6 +94,27 @@ impl<K: fmt::Debug> std::error::Error for MutationDetectorError<K> {}
 /// [`run`](Self::run) check periodically. An object is retained, and watched, for at least the
 /// [retention](Self::with_retention) period after it was added (two minutes by default, as
 /// client-go) and is dropped at the first check after that.
+///
+/// # What can change behind an `Arc<T>`
+///
+/// A cache hands out `Arc<T>`: shared, read-only access. In Go, any holder of a cached pointer
+/// can write through it and silently corrupt the informer's cache for every other reader; that
+/// is what client-go's detector hunts. Here safe Rust rules most of that out at compile time:
+/// nobody can get a `&mut T` to an object the cache holds (`Arc::get_mut` fails while the cache
+/// holds its reference, and `Arc::make_mut` copies). What remains is **interior mutability**
+/// reachable through `&T`:
+///
+/// - `Mutex`, `RwLock`, atomics, `OnceLock` and types built on them, as fields of `T`;
+/// - fields that are themselves shared handles (`Arc<Mutex<_>>`, channels) to state that lives
+///   outside the object;
+/// - `Cell` and `RefCell` are not `Sync`, so an [`Object`] cannot hold them directly.
+///
+/// A type with none of these cannot be changed in place, and needs no detector. For one that
+/// has some, the detector records each object's serialized form (JSON, through `serde`) when it
+/// is added, and on every [`check`](Self::check) compares the object's current
+/// serialized form with it. It sees what serialization sees: a field skipped by
+/// `#[serde(skip)]` is not watched, and a lazily filled `OnceLock` that serializes differently
+/// once filled reads as a change.
 ///
 /// # Examples
 ///
