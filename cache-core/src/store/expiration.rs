@@ -313,7 +313,8 @@ impl<T: Object> ExpirationCache<T> {
     }
 
     /// Holds at most `max_len` objects (at least one): writing a new key into a full cache drops
-    /// the expired entries, then, if it is still full, the least recently written entry.
+    /// the expired entries, then, if it is still full, the least recently written entry. That
+    /// write scans every entry, so it costs O(`max_len`): meant for small bounds.
     #[must_use]
     pub fn with_max_len(mut self, max_len: usize) -> Self {
         self.max_len = Some(max_len.max(1));

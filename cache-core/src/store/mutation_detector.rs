@@ -89,7 +89,8 @@ impl<K: fmt::Debug> std::error::Error for MutationDetectorError<K> {}
 /// `CacheMutationDetector`).
 ///
 /// Opt-in, and meant for tests and debug builds: every added object is serialized, and every
-/// check serializes every retained object again. Feed it what the informer caches (from an
+/// check serializes every retained object again. For debug builds only, create it (and feed
+/// it) under `cfg!(debug_assertions)`. Feed it what the informer caches (from an
 /// event handler's add and update callbacks), then [`check`](Self::check) now and then, or let
 /// [`run`](Self::run) check periodically. An object is retained, and watched, for at least the
 /// [retention](Self::with_retention) period after it was added (two minutes by default, as
@@ -239,9 +240,11 @@ impl<T: Object + Serialize> MutationDetector<T> {
     ///
     /// # Errors
     ///
-    /// [`MutationDetectorError::Mutated`] naming every changed object (each is reported once:
-    /// its record is updated to the new form); [`MutationDetectorError::Serialize`] when a
-    /// watched object can no longer be serialized (it is no longer watched).
+    /// [`MutationDetectorError::Mutated`] naming every changed object (each change is reported
+    /// once: the record is updated to the new form); otherwise
+    /// [`MutationDetectorError::Serialize`] when a watched object can no longer be serialized
+    /// (it stays watched, and is reported at every check until it serializes again or its
+    /// retention ends).
     pub fn check(&self) -> Result<(), MutationDetectorError<T::Key>> {
         let now = self.clock.now();
         let mut recorded = self.lock();
@@ -260,8 +263,9 @@ impl<T: Object + Serialize> MutationDetector<T> {
                     true
                 }
                 Err(e) => {
+                    // Still watched: reported again until it serializes or its retention ends.
                     failed.get_or_insert((key.clone(), e.to_string()));
-                    false
+                    true
                 }
             });
         }
@@ -442,12 +446,15 @@ mod tests {
             if key == "x" && message.contains("no way"))
         );
         assert!(d.is_empty());
-        // One that starts failing later is reported at the check and dropped.
+        // One that starts failing later is reported at every check, and stays watched.
         bad.fail.store(false, Ordering::SeqCst);
         d.add_object(&bad).unwrap();
         bad.fail.store(true, Ordering::SeqCst);
         assert_eq!(d.check().unwrap_err().keys(), [&"x".to_string()]);
-        assert!(d.is_empty());
+        assert_eq!(d.check().unwrap_err().keys(), [&"x".to_string()]);
+        assert_eq!(d.len(), 1);
+        bad.fail.store(false, Ordering::SeqCst);
+        assert_eq!(d.check(), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]
