@@ -559,6 +559,12 @@ mod tests {
         }
     }
 
+    impl crate::source::Versioned for Pod {
+        fn set_resource_version(&mut self, rv: ResourceVersion) {
+            self.rv = rv.to_string();
+        }
+    }
+
     fn pod(name: &str, uid: &str, rv: &str) -> Arc<Pod> {
         labelled(name, uid, rv, None)
     }
@@ -890,5 +896,71 @@ mod tests {
         // Older, and the uid is not read: the mutation stays.
         mc.on_delete(&pod("pod", "uid-1", "1"));
         assert_eq!(rv_of(mc.get_by_key(&key("pod"))).as_deref(), Some("3"));
+    }
+
+    /// The cache wired to an informer's handlers, as a controller uses it: a write is visible
+    /// at once, the informer catching up clears it, and a delete the informer sees stops a late
+    /// write of the deleted object.
+    #[tokio::test(start_paused = true)]
+    async fn wired_to_an_informer() {
+        use tokio_util::sync::CancellationToken;
+
+        use crate::informer::{HandlerFns, SharedIndexInformer};
+        use crate::source::MemorySource;
+        use crate::test_support::until;
+
+        let unversioned = |name: &str, foo: &str| Pod {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            rv: String::new(),
+            labels: BTreeMap::from([("foo".to_owned(), foo.to_owned())]),
+        };
+
+        let source = MemorySource::new();
+        let informer =
+            SharedIndexInformer::builder_with_indexers(source.clone(), Indexers::new()).build();
+        let mc = Arc::new(MutationCache::new(informer.cache().clone(), options(true)));
+        let (a, u, d) = (mc.clone(), mc.clone(), mc.clone());
+        informer
+            .add_event_handler(
+                HandlerFns::new()
+                    .added(move |obj, _| a.on_add_or_update(&obj))
+                    .updated(move |_, new| u.on_add_or_update(&new))
+                    .deleted(move |deleted| d.on_deleted(&deleted)),
+            )
+            .unwrap();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn({
+            let (informer, cancel) = (informer.clone(), cancel.clone());
+            async move { informer.run(cancel).await }
+        });
+        source.put(unversioned("web", "old"));
+        assert!(informer.wait_for_cache_sync().await);
+        until("the informer holds web", || {
+            informer.cache().get_by_key(&key("web")).is_some()
+        })
+        .await;
+
+        // Our write: the server's reply goes to the overlay before the informer sees it.
+        let rv = source.put(unversioned("web", "new"));
+        let written = Arc::new(Pod {
+            rv: rv.to_string(),
+            ..unversioned("web", "new")
+        });
+        mc.mutation(written.clone()).unwrap();
+        assert_eq!(mc.get_by_key(&key("web")), Some(written.clone()));
+        until("the informer catches up", || mc.overlay_keys().is_empty()).await;
+        assert_eq!(mc.get_by_key(&key("web")), Some(written.clone()));
+
+        // Deleted by someone else; our late write of the deleted object is ignored.
+        source.delete(&key("web")).unwrap();
+        until("the informer sees the delete", || {
+            informer.cache().get_by_key(&key("web")).is_none() && !mc.overlay_keys().is_empty()
+        })
+        .await;
+        mc.mutation(written).unwrap();
+        assert_eq!(mc.get_by_key(&key("web")), None);
+        cancel.cancel();
+        task.await.unwrap();
     }
 }

@@ -376,3 +376,55 @@ proptest! {
         }
     }
 }
+
+/// Producers and consumers on several threads: every object added is popped exactly once, and
+/// every consumer returns once the heap is closed and drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_producers_and_poppers_lose_nothing() {
+    const PRODUCERS: u64 = 4;
+    const EACH: u64 = 500;
+    let h = Arc::new(min_heap());
+    let poppers: Vec<_> = (0..4)
+        .map(|_| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                while let Ok(obj) = h.pop().await {
+                    got.push(obj.name.clone());
+                }
+                got
+            })
+        })
+        .collect();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    h.add(o(&format!("p{p}-{i}"), i)).unwrap();
+                    if i % 50 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.await.unwrap();
+    }
+    h.close();
+    let mut all = Vec::new();
+    for p in poppers {
+        let got = tokio::time::timeout(Duration::from_secs(30), p)
+            .await
+            .expect("a popper returns once the heap is closed and drained")
+            .unwrap();
+        all.extend(got);
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(total, all.len(), "an object was popped twice");
+    assert_eq!(total as u64, PRODUCERS * EACH);
+    assert!(h.is_empty());
+}
