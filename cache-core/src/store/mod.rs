@@ -2,11 +2,12 @@
 //! snapshot-published [`Cache`].
 
 mod cache;
+pub(crate) mod trie;
+mod undelta;
+
 mod expiration;
 mod mutation;
 mod mutation_detector;
-pub(crate) mod trie;
-mod undelta;
 
 use std::fmt;
 use std::sync::Arc;
