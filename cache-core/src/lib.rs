@@ -77,6 +77,7 @@ pub use informer::{
 };
 pub use lister::{LabelSelector, Labels, Lister, NamespaceLister, SelectorParseError};
 pub use object::{KeyParseError, Object, ObjectKey, ResourceVersion};
+pub use queue::Heap;
 pub use queue::{
     Closed, DeletedFinalStateUnknown, DeletedObject, Delta, DeltaFifo, DeltaFifoOptions, Deltas,
     Fifo, KnownObjects, Queue, RealFifo, RealFifoOptions, ReplaceMode, Transformer,
@@ -84,6 +85,11 @@ pub use queue::{
 pub use reflector::{Reflector, ReflectorError, ReflectorOptions, ReflectorStats};
 pub use store::UndeltaStore;
 pub use store::{ByIter, Cache, Change, Snapshot, Store, StoreError, TransactionError};
+pub use store::{
+    Clock, ExpirationCache, ExpirationPolicy, FakeClock, RealClock, TimestampedEntry, TtlPolicy,
+};
+pub use store::{MutatedObject, MutationDetector, MutationDetectorError};
+pub use store::{MutationCache, MutationCacheOptions, UncomparableVersion};
 
 pub use index::IndexQuery;
 

@@ -11,6 +11,9 @@
 //! | [`DeltaFifo`] | every [`Delta`] per key, keys in first-queued order | all the deltas of one key ([`Deltas`]) |
 //! | [`RealFifo`] | every delta, in the order it happened, with no coalescing | one delta, or a batch of deltas with distinct keys |
 //!
+//! Beside them, [`Heap`] is a keyed priority queue: objects come out in an order you give, not
+//! in the order they came in (client-go's `Heap`). It is not fed by a reflector.
+//!
 //! [`RealFifo`] in its atomic mode is what an informer uses by default (client-go's default
 //! since 1.33); [`DeltaFifo`] is the older per-key queue. Both implement [`Queue`], the small
 //! shape an informer drives.
@@ -149,6 +152,7 @@ macro_rules! forward_queue_lifecycle {
 
 mod delta_fifo;
 mod fifo;
+mod heap;
 mod real_fifo;
 mod signal;
 
@@ -161,6 +165,7 @@ use std::sync::Arc;
 
 pub use delta_fifo::{DeltaFifo, DeltaFifoOptions, Deltas};
 pub use fifo::Fifo;
+pub use heap::Heap;
 pub use real_fifo::{RealFifo, RealFifoOptions, ReplaceMode};
 
 use crate::object::{Object, ResourceVersion};

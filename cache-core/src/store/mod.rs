@@ -4,10 +4,19 @@
 mod cache;
 mod undelta;
 
+mod expiration;
+mod mutation;
+mod mutation_detector;
+
 use std::fmt;
 use std::sync::Arc;
 
 pub use cache::{ByIter, Cache, Snapshot};
+pub use expiration::{
+    Clock, ExpirationCache, ExpirationPolicy, FakeClock, RealClock, TimestampedEntry, TtlPolicy,
+};
+pub use mutation::{MutationCache, MutationCacheOptions, UncomparableVersion};
+pub use mutation_detector::{MutatedObject, MutationDetector, MutationDetectorError};
 pub use undelta::UndeltaStore;
 
 use crate::object::{Object, ResourceVersion};

@@ -4,6 +4,7 @@
 mod concurrency;
 mod delta_fifo;
 mod fifo;
+mod heap;
 mod model;
 mod real_fifo;
 
