@@ -428,6 +428,7 @@ impl<T: Object, C: Codec<T>> EtcdListWatch<T, C> {
             pending: VecDeque::new(),
             watch_id: None,
             from,
+            reached: from,
             allow_bookmarks: options.allow_bookmarks,
             deadline: options.timeout.map(|t| tokio::time::Instant::now() + t),
             done: false,
@@ -523,6 +524,9 @@ struct Watching<T, C> {
     watch_id: Option<i64>,
     /// The revision the watch resumes after (0: now).
     from: i64,
+    /// The highest revision this watch has reported: its start, its events, its bookmarks. A
+    /// progress notification below it (a lagging or restarted member) is no bookmark.
+    reached: i64,
     allow_bookmarks: bool,
     deadline: Option<tokio::time::Instant>,
     done: bool,
@@ -587,13 +591,17 @@ impl<T: Object, C: Codec<T>> Watching<T, C> {
         if events.is_empty() {
             // A progress notification of our own watch: every event up to its revision has
             // been sent. (A reply to an explicit progress request has watch id -1; we never
-            // send one.)
+            // send one.) Below what the watch already reported (its start revision, an event),
+            // it comes from a member that lags or restarted: passing it on would move the
+            // reader's version backwards.
             let ours = self.watch_id == Some(response.watch_id());
             if self.allow_bookmarks
                 && ours
                 && !response.created()
                 && let Some(revision) = response.header().map(|h| h.revision()).filter(|r| *r > 0)
+                && revision >= self.reached
             {
+                self.reached = revision;
                 self.pending.push_back(Ok(WatchEvent::Bookmark {
                     resource_version: to_u64(revision).into(),
                     initial_events_end: false,
@@ -602,6 +610,9 @@ impl<T: Object, C: Codec<T>> Watching<T, C> {
             return;
         }
         for event in events {
+            if let Some(kv) = event.kv() {
+                self.reached = self.reached.max(kv.mod_revision());
+            }
             let item = match (event.0.r#type, event.kv()) {
                 (_, None) => Err(other("etcd sent a watch event without a key-value")),
                 (PUT, Some(kv)) => self.decoder.decode_put(kv).map(|o| {

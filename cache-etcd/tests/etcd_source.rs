@@ -434,6 +434,42 @@ async fn progress_notifications_become_bookmarks_when_allowed() {
 }
 
 #[tokio::test]
+async fn progress_below_the_watch_start_is_no_bookmark() {
+    // A member that lags behind the one the list came from reports progress below the revision
+    // the watch starts from. A watch from a revision etcd has not reached yet shows the same: etcd
+    // reports its current revision. Neither may become a bookmark, which would move the
+    // reflector's version backwards.
+    with_etcd(
+        "progress_below_the_watch_start",
+        async |_etcd, mut client| {
+            let r1 = put(&mut client, &format!("{PREFIX}a"), json("a", "n1")).await;
+            let ahead = r1 + 3;
+            let source = EtcdListWatch::<Item>::new(client.clone(), PREFIX);
+            let mut watch = source
+                .watch(ListOptions {
+                    allow_bookmarks: true,
+                    ..watch_from(ahead)
+                })
+                .await
+                .unwrap();
+            let quiet = tokio::time::timeout(PROGRESS_NOTIFY_INTERVAL * 4, watch.next()).await;
+            assert!(
+                quiet.is_err(),
+                "progress at {r1} below the watch's start {ahead} came through: {:?}",
+                quiet.map(|i| i.as_ref().map(show))
+            );
+            // Once etcd reaches the start, progress is reported again.
+            let mut r = r1;
+            while r < ahead {
+                r = put(&mut client, "/t/other/x", json("x", "n1")).await;
+            }
+            assert_eq!(next_shown(&mut watch).await, format!("bookmark @{r}"));
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_watch_from_a_compacted_revision_is_expired() {
     with_etcd(
         "a_watch_from_a_compacted_revision",
