@@ -76,7 +76,9 @@ pub use informer::{
     EventHandler, HandlerFns, HandlerRegistration, InformerEvent, SharedIndexInformer,
 };
 pub use lister::{LabelSelector, Labels, Lister, NamespaceLister, SelectorParseError};
-pub use object::{KeyParseError, Object, ObjectKey, ResourceVersion};
+pub use object::{
+    InvalidKeyReason, InvalidObjectKey, KeyParseError, KeyPart, Object, ObjectKey, ResourceVersion,
+};
 pub use queue::Heap;
 pub use queue::{
     Closed, DeletedFinalStateUnknown, DeletedObject, Delta, DeltaFifo, DeltaFifoOptions, Deltas,

@@ -73,6 +73,24 @@ impl<T: Object> Object for Arc<T> {
 /// assert_eq!(ObjectKey::cluster("node-1").to_string(), "node-1");
 /// assert!("a/b/c".parse::<ObjectKey>().is_err());
 /// ```
+///
+/// # Checked and unchecked construction
+///
+/// Kubernetes names never contain `/`, so `namespace/name` splits back into its parts. A key
+/// built from parts that hold a `/` could not: `("a/b", "c")` and `("a", "b/c")` would both print
+/// as `a/b/c`. Two ways to build a key:
+///
+/// - [`try_new`](Self::try_new) and [`try_cluster`](Self::try_cluster) check the parts as
+///   Kubernetes does and return an [`InvalidObjectKey`] otherwise. Use them for input you do not
+///   trust: user configuration, command lines, keys of a store you do not control.
+/// - [`new`](Self::new) and [`cluster`](Self::cluster) do not check. They are for parts that are
+///   already valid names: fields of objects an API server validated, or names your program
+///   chose. They cost no validation on the write path, where [`Object::key`] is called for
+///   every object. Given a part with a `/`, they still build a key (they never panic), but its
+///   string form does not parse back to it.
+///
+/// Every key from `try_new`, `try_cluster` or [`parse`](Self::parse) prints in a form that
+/// parses back to an equal key.
 #[derive(Clone)]
 pub struct ObjectKey {
     /// `namespace/name` or `name`.
@@ -84,7 +102,9 @@ pub struct ObjectKey {
 const NO_NAMESPACE: u32 = u32::MAX;
 
 impl ObjectKey {
-    /// A namespaced key. An empty namespace gives a cluster-scoped key, as in client-go.
+    /// A namespaced key, unchecked: the parts must be valid names (see the
+    /// [type docs](Self#checked-and-unchecked-construction); [`try_new`](Self::try_new) checks).
+    /// An empty namespace gives a cluster-scoped key, as in client-go.
     pub fn new(namespace: &str, name: &str) -> Self {
         if namespace.is_empty() {
             return Self::cluster(name);
@@ -99,7 +119,55 @@ impl ObjectKey {
         }
     }
 
-    /// A cluster-scoped key: a name with no namespace.
+    /// A namespaced key from parts checked as Kubernetes checks them. An empty namespace gives a
+    /// cluster-scoped key, as [`new`](Self::new) does.
+    ///
+    /// The namespace, when not empty, must be a DNS label (at most 63 lowercase alphanumerics or
+    /// `-`, starting and ending with an alphanumeric), as Kubernetes requires of namespaces. The
+    /// name must be a valid path segment, the rule every Kubernetes name obeys: not empty, not
+    /// `.` or `..`, no `/` and no `%`. (Most kinds require more, a DNS subdomain, but some do
+    /// not: RBAC roles are named `system:controller:...`.)
+    ///
+    /// ```
+    /// use cache_core::{InvalidKeyReason, ObjectKey};
+    ///
+    /// let key = ObjectKey::try_new("default", "web-0")?;
+    /// assert_eq!(key, ObjectKey::new("default", "web-0"));
+    /// assert_eq!(key.to_string().parse::<ObjectKey>()?, key);
+    ///
+    /// let err = ObjectKey::try_new("default", "web/0").unwrap_err();
+    /// assert_eq!(err.reason, InvalidKeyReason::ContainsSlash);
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "invalid object name \"web/0\": a name must not contain '/'",
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidObjectKey`], naming the part and the reason.
+    pub fn try_new(namespace: &str, name: &str) -> Result<Self, InvalidObjectKey> {
+        if !namespace.is_empty() {
+            check_namespace(namespace)?;
+        }
+        check_name(name)?;
+        Ok(Self::new(namespace, name))
+    }
+
+    /// A cluster-scoped key from a name checked as [`try_new`](Self::try_new) checks it.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidObjectKey`] for a name that is not a valid path segment.
+    pub fn try_cluster(name: &str) -> Result<Self, InvalidObjectKey> {
+        check_name(name)?;
+        Ok(Self::cluster(name))
+    }
+
+    /// A cluster-scoped key: a name with no namespace. Unchecked: the name must be valid (see
+    /// the [type docs](Self#checked-and-unchecked-construction);
+    /// [`try_cluster`](Self::try_cluster) checks).
     pub fn cluster(name: &str) -> Self {
         Self {
             full: name.into(),
@@ -219,6 +287,114 @@ fn join(namespace: &str, name: &str) -> Arc<str> {
     full.into()
 }
 
+/// Kubernetes' longest DNS label: the limit on a namespace.
+const MAX_NAMESPACE: usize = 63;
+
+fn check_namespace(namespace: &str) -> Result<(), InvalidObjectKey> {
+    let fail = |reason| {
+        Err(InvalidObjectKey {
+            part: KeyPart::Namespace,
+            value: namespace.to_owned(),
+            reason,
+        })
+    };
+    if namespace.len() > MAX_NAMESPACE {
+        return fail(InvalidKeyReason::NamespaceTooLong {
+            len: namespace.len(),
+        });
+    }
+    let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let b = namespace.as_bytes();
+    let ok = b.first().is_some_and(alnum)
+        && b.last().is_some_and(alnum)
+        && b.iter().all(|c| alnum(c) || *c == b'-');
+    if ok {
+        Ok(())
+    } else {
+        fail(InvalidKeyReason::NamespaceNotDnsLabel)
+    }
+}
+
+fn check_name(name: &str) -> Result<(), InvalidObjectKey> {
+    let reason = if name.is_empty() {
+        InvalidKeyReason::EmptyName
+    } else if name == "." || name == ".." {
+        InvalidKeyReason::DotName
+    } else if name.contains('/') {
+        InvalidKeyReason::ContainsSlash
+    } else if name.contains('%') {
+        InvalidKeyReason::ContainsPercent
+    } else {
+        return Ok(());
+    };
+    Err(InvalidObjectKey {
+        part: KeyPart::Name,
+        value: name.to_owned(),
+        reason,
+    })
+}
+
+/// A namespace or name that [`ObjectKey::try_new`] or [`ObjectKey::try_cluster`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid object {part} {value:?}: {reason}")]
+pub struct InvalidObjectKey {
+    /// Which part is invalid.
+    pub part: KeyPart,
+    /// The part as given.
+    pub value: String,
+    /// Why.
+    pub reason: InvalidKeyReason,
+}
+
+/// The part of an [`ObjectKey`] that an [`InvalidObjectKey`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyPart {
+    /// The namespace.
+    Namespace,
+    /// The name.
+    Name,
+}
+
+impl fmt::Display for KeyPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyPart::Namespace => "namespace",
+            KeyPart::Name => "name",
+        })
+    }
+}
+
+/// Why a part of an [`ObjectKey`] is invalid (Kubernetes' `ValidateNamespaceName` and
+/// `ValidatePathSegmentName`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidKeyReason {
+    /// The name is empty.
+    #[error("a name must not be empty")]
+    EmptyName,
+    /// The name is `.` or `..`.
+    #[error("a name must not be '.' or '..'")]
+    DotName,
+    /// The name contains `/`, which separates the namespace from the name.
+    #[error("a name must not contain '/'")]
+    ContainsSlash,
+    /// The name contains `%`.
+    #[error("a name must not contain '%'")]
+    ContainsPercent,
+    /// The namespace is longer than a DNS label.
+    #[error("a namespace must be no more than 63 characters (it has {len})")]
+    NamespaceTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The namespace is not a DNS label.
+    #[error(
+        "a namespace must consist of lowercase alphanumeric characters or '-', and must start \
+         and end with an alphanumeric character"
+    )]
+    NamespaceNotDnsLabel,
+}
+
 /// A key string that is not client-go's `name` or `namespace/name`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unexpected key format: {key:?} (expected \"name\" or \"namespace/name\")")]
@@ -305,6 +481,91 @@ mod tests {
             }
             proptest::prop_assert_eq!(ka.cmp(&kb), norm(&a.0, &a.1).cmp(&norm(&b.0, &b.1)));
         }
+    }
+
+    /// A namespace or name drawn from characters that matter to the key syntax and the checks.
+    const PART: &str = "[a-c0-9/%.:-]{0,5}";
+
+    proptest::proptest! {
+        /// Every key the checked constructors accept prints in a form that parses back to it,
+        /// and they refuse every pair whose unchecked key would not.
+        #[test]
+        fn checked_keys_print_in_a_form_that_parses_back(ns in PART, name in PART) {
+            let unchecked = ObjectKey::new(&ns, &name);
+            let unchecked_round_trips = unchecked.to_string().parse::<ObjectKey>().as_ref() == Ok(&unchecked);
+            if let Ok(key) = ObjectKey::try_new(&ns, &name) {
+                proptest::prop_assert_eq!(&key, &unchecked);
+                let back = key.to_string().parse::<ObjectKey>();
+                proptest::prop_assert_eq!(back, Ok(key));
+            }
+            if !unchecked_round_trips {
+                proptest::prop_assert!(ObjectKey::try_new(&ns, &name).is_err());
+            }
+            if let Ok(key) = ObjectKey::try_cluster(&name) {
+                let back = key.to_string().parse::<ObjectKey>();
+                proptest::prop_assert_eq!(back, Ok(key));
+            }
+        }
+
+        /// Every key that parses prints back to a string that parses to the same key.
+        #[test]
+        fn parsed_keys_round_trip(s in "[a-c/.%-]{0,8}") {
+            if let Ok(key) = s.parse::<ObjectKey>() {
+                proptest::prop_assert_eq!(key.to_string().parse::<ObjectKey>(), Ok(key));
+            }
+        }
+    }
+
+    #[test]
+    fn checked_constructors_say_which_part_is_wrong_and_why() {
+        use InvalidKeyReason as R;
+        let cases = [
+            ("ns", "a/b", KeyPart::Name, R::ContainsSlash),
+            ("ns", "", KeyPart::Name, R::EmptyName),
+            ("", "", KeyPart::Name, R::EmptyName),
+            ("ns", ".", KeyPart::Name, R::DotName),
+            ("ns", "..", KeyPart::Name, R::DotName),
+            ("ns", "50%", KeyPart::Name, R::ContainsPercent),
+            ("a/b", "c", KeyPart::Namespace, R::NamespaceNotDnsLabel),
+            ("Default", "c", KeyPart::Namespace, R::NamespaceNotDnsLabel),
+            ("-ns", "c", KeyPart::Namespace, R::NamespaceNotDnsLabel),
+            ("ns-", "c", KeyPart::Namespace, R::NamespaceNotDnsLabel),
+            ("n.s", "c", KeyPart::Namespace, R::NamespaceNotDnsLabel),
+            (
+                &"n".repeat(64),
+                "c",
+                KeyPart::Namespace,
+                R::NamespaceTooLong { len: 64 },
+            ),
+        ];
+        for (ns, name, part, reason) in cases {
+            let err = ObjectKey::try_new(ns, name).unwrap_err();
+            assert_eq!((err.part, err.reason), (part, reason), "({ns:?}, {name:?})");
+            let value = if part == KeyPart::Name { name } else { ns };
+            assert_eq!(err.value, value);
+        }
+        // Valid: what Kubernetes accepts, ':' and '.' in names included.
+        for (ns, name) in [
+            ("default", "web-0"),
+            ("kube-system", "system:controller:job"),
+            ("a", "x.y_z"),
+            (&*"n".repeat(63), "..."),
+            ("", "node-1"),
+        ] {
+            let key = ObjectKey::try_new(ns, name).unwrap();
+            assert_eq!(key, ObjectKey::new(ns, name));
+        }
+        assert_eq!(
+            ObjectKey::try_cluster("node-1"),
+            Ok(ObjectKey::cluster("node-1"))
+        );
+        let err = ObjectKey::try_cluster("a/b").unwrap_err();
+        assert_eq!((err.part, err.reason), (KeyPart::Name, R::ContainsSlash));
+        assert_eq!(
+            ObjectKey::try_new("Ns", "x").unwrap_err().to_string(),
+            "invalid object namespace \"Ns\": a namespace must consist of lowercase alphanumeric \
+             characters or '-', and must start and end with an alphanumeric character"
+        );
     }
 
     #[test]

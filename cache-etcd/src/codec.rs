@@ -88,11 +88,13 @@ pub trait Codec<T>: Send + Sync + 'static {
     /// # Errors
     ///
     /// [`CodecError`] when the bytes are not a valid `T`; the source reports it and skips the
-    /// object.
+    /// object (a watched put that does not decode also removes the object the key held; see
+    /// [`EtcdListWatch`](crate::EtcdListWatch)).
     fn decode(&self, value: &[u8], meta: &Meta<'_>) -> Result<T, CodecError>;
 
     /// The object a delete removes when etcd sent no last state for it, or that last state does
     /// not decode: built from the key alone. `meta.mod_revision` is the revision of the delete.
+    /// A watched put whose value does not decode uses it the same way, to remove the object.
     ///
     /// Return `None` (the default) when a `T` cannot be built from its key; such a delete is
     /// then reported as a decode error and the cache keeps the object. Implement it when your

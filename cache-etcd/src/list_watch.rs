@@ -92,7 +92,12 @@ pub async fn connect<E: AsRef<str>>(endpoints: &[E]) -> Result<Client, SourceErr
 ///   client's next request goes to a live endpoint (see [`connect`]).
 /// - **Values that do not decode** are [`SourceErrorKind::Decode`] errors naming the etcd key:
 ///   in a list they are left out of the items and listed in [`ObjectList::skipped`]; in a watch
-///   the error is one item of the stream, which goes on.
+///   the error is one item of the stream, which goes on. A put whose value does not decode
+///   also removes the object the key held, so that a watch ends where a relist would: after the
+///   error comes a [`WatchEvent::Deleted`] with the key's last state (or the codec's
+///   [`tombstone`](Codec::tombstone) when watches run without previous values), stamped with the
+///   put's revision. Without either, nothing names the object and it stays cached until the
+///   next relist.
 /// - **Keys** map to object keys through a [`KeyMapping`]; a key it maps to `None` is skipped.
 ///
 /// Label and field selectors and the streaming initial list are not supported: a request that
@@ -428,6 +433,7 @@ impl<T: Object, C: Codec<T>> EtcdListWatch<T, C> {
             pending: VecDeque::new(),
             watch_id: None,
             from,
+            reached: from,
             allow_bookmarks: options.allow_bookmarks,
             deadline: options.timeout.map(|t| tokio::time::Instant::now() + t),
             done: false,
@@ -479,31 +485,63 @@ impl<C> Decoder<C> {
         let Some(key) = self.key_mapping.map(etcd_key, &self.prefix) else {
             return Ok(None);
         };
+        self.last_state(etcd_key, &key, kv.mod_revision(), prev)
+            .map(Some)
+            .map_err(|why| {
+                SourceError::decode(
+                    etcd_key,
+                    format!(
+                        "etcd key {etcd_key} (object {key}) was deleted at revision {}, but {why} \
+                         and the codec builds no tombstone",
+                        kv.mod_revision()
+                    ),
+                )
+            })
+    }
+
+    /// What a put whose value does not decode removes: the key's last state (`prev`), stamped
+    /// with the put's revision, or the codec's tombstone. `None` when there is neither, or when
+    /// the put created the key (nothing of it can be cached).
+    fn replaced_by_undecodable<T>(&self, kv: &KeyValue, prev: Option<&KeyValue>) -> Option<T>
+    where
+        C: Codec<T>,
+    {
+        if kv.version() <= 1 {
+            return None;
+        }
+        let etcd_key = kv.key_str().ok()?;
+        let key = self.key_mapping.map(etcd_key, &self.prefix)?;
+        self.last_state(etcd_key, &key, kv.mod_revision(), prev)
+            .ok()
+    }
+
+    /// The last state of the object under `etcd_key`, ended at `revision` (a delete, or a put
+    /// that does not decode): `prev` decoded, else the codec's tombstone; otherwise why not.
+    fn last_state<T>(
+        &self,
+        etcd_key: &str,
+        key: &str,
+        revision: i64,
+        prev: Option<&KeyValue>,
+    ) -> Result<T, String>
+    where
+        C: Codec<T>,
+    {
         let meta = Meta {
             etcd_key,
-            key: &key,
-            mod_revision: to_u64(kv.mod_revision()),
+            key,
+            mod_revision: to_u64(revision),
             create_revision: prev.map_or(0, |p| to_u64(p.create_revision())),
             version: prev.map_or(0, |p| to_u64(p.version())),
         };
         let why = match prev {
             Some(prev) => match self.codec.decode(prev.value(), &meta) {
-                Ok(object) => return Ok(Some(object)),
+                Ok(object) => return Ok(object),
                 Err(e) => format!("its last state does not decode: {e}"),
             },
             None => "etcd sent no last state for it".to_owned(),
         };
-        match self.codec.tombstone(&meta) {
-            Some(object) => Ok(Some(object)),
-            None => Err(SourceError::decode(
-                etcd_key,
-                format!(
-                    "etcd key {etcd_key} (object {key}) was deleted at revision {}, but {why} and the codec \
-                     builds no tombstone",
-                    meta.mod_revision
-                ),
-            )),
-        }
+        self.codec.tombstone(&meta).ok_or(why)
     }
 }
 
@@ -523,6 +561,9 @@ struct Watching<T, C> {
     watch_id: Option<i64>,
     /// The revision the watch resumes after (0: now).
     from: i64,
+    /// The highest revision this watch has reported: its start, its events, its bookmarks. A
+    /// progress notification below it (a lagging or restarted member) is no bookmark.
+    reached: i64,
     allow_bookmarks: bool,
     deadline: Option<tokio::time::Instant>,
     done: bool,
@@ -587,13 +628,17 @@ impl<T: Object, C: Codec<T>> Watching<T, C> {
         if events.is_empty() {
             // A progress notification of our own watch: every event up to its revision has
             // been sent. (A reply to an explicit progress request has watch id -1; we never
-            // send one.)
+            // send one.) Below what the watch already reported (its start revision, an event),
+            // it comes from a member that lags or restarted: passing it on would move the
+            // reader's version backwards.
             let ours = self.watch_id == Some(response.watch_id());
             if self.allow_bookmarks
                 && ours
                 && !response.created()
                 && let Some(revision) = response.header().map(|h| h.revision()).filter(|r| *r > 0)
+                && revision >= self.reached
             {
+                self.reached = revision;
                 self.pending.push_back(Ok(WatchEvent::Bookmark {
                     resource_version: to_u64(revision).into(),
                     initial_events_end: false,
@@ -602,17 +647,30 @@ impl<T: Object, C: Codec<T>> Watching<T, C> {
             return;
         }
         for event in events {
+            if let Some(kv) = event.kv() {
+                self.reached = self.reached.max(kv.mod_revision());
+            }
             let item = match (event.0.r#type, event.kv()) {
                 (_, None) => Err(other("etcd sent a watch event without a key-value")),
-                (PUT, Some(kv)) => self.decoder.decode_put(kv).map(|o| {
-                    o.map(|o| {
+                (PUT, Some(kv)) => match self.decoder.decode_put(kv) {
+                    Ok(o) => Ok(o.map(|o| {
                         if kv.version() == 1 {
                             WatchEvent::Added(Arc::new(o))
                         } else {
                             WatchEvent::Modified(Arc::new(o))
                         }
-                    })
-                }),
+                    })),
+                    Err(e) => {
+                        // The error is reported, and what the key held is removed: a relist
+                        // leaves an undecodable value out, so the watch must not keep the
+                        // older state either.
+                        self.pending.push_back(Err(e));
+                        Ok(self
+                            .decoder
+                            .replaced_by_undecodable(kv, event.prev_kv())
+                            .map(|o| WatchEvent::Deleted(Arc::new(o))))
+                    }
+                },
                 (DELETE, Some(kv)) => self
                     .decoder
                     .decode_delete(kv, event.prev_kv())

@@ -434,6 +434,42 @@ async fn progress_notifications_become_bookmarks_when_allowed() {
 }
 
 #[tokio::test]
+async fn progress_below_the_watch_start_is_no_bookmark() {
+    // A member that lags behind the one the list came from reports progress below the revision
+    // the watch starts from. A watch from a revision etcd has not reached yet shows the same: etcd
+    // reports its current revision. Neither may become a bookmark, which would move the
+    // reflector's version backwards.
+    with_etcd(
+        "progress_below_the_watch_start",
+        async |_etcd, mut client| {
+            let r1 = put(&mut client, &format!("{PREFIX}a"), json("a", "n1")).await;
+            let ahead = r1 + 3;
+            let source = EtcdListWatch::<Item>::new(client.clone(), PREFIX);
+            let mut watch = source
+                .watch(ListOptions {
+                    allow_bookmarks: true,
+                    ..watch_from(ahead)
+                })
+                .await
+                .unwrap();
+            let quiet = tokio::time::timeout(PROGRESS_NOTIFY_INTERVAL * 4, watch.next()).await;
+            assert!(
+                quiet.is_err(),
+                "progress at {r1} below the watch's start {ahead} came through: {:?}",
+                quiet.map(|i| i.as_ref().map(show))
+            );
+            // Once etcd reaches the start, progress is reported again.
+            let mut r = r1;
+            while r < ahead {
+                r = put(&mut client, "/t/other/x", json("x", "n1")).await;
+            }
+            assert_eq!(next_shown(&mut watch).await, format!("bookmark @{r}"));
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_watch_from_a_compacted_revision_is_expired() {
     with_etcd(
         "a_watch_from_a_compacted_revision",
@@ -511,6 +547,55 @@ async fn a_bad_value_is_reported_by_its_key_and_the_rest_goes_on() {
         assert_eq!(
             next_shown(&mut watch).await,
             format!("deleted a=n1 @{gone}")
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_undecodable_put_is_reported_and_removes_the_object() {
+    with_etcd("an_undecodable_put_removes", async |_etcd, mut client| {
+        put(&mut client, &format!("{PREFIX}a"), json("a", "n1")).await;
+        put(&mut client, "/t/nodes/a", "n1").await;
+        let r1 = put(&mut client, "/t/nodes/b", "n1").await;
+        let source = EtcdListWatch::<Item>::new(client.clone(), PREFIX);
+        let mut watch = source.watch(watch_from(r1)).await.unwrap();
+        // Without etcd's previous values: the codec's tombstone names the object, or nothing does.
+        let with_tombstones = EtcdListWatch::<Item>::new(client.clone(), "/t/nodes/")
+            .with_codec(NodeName)
+            .with_prev_kv(false);
+        let mut tombstone_watch = with_tombstones.watch(watch_from(r1)).await.unwrap();
+        let without = EtcdListWatch::<Item>::new(client.clone(), "/t/nodes/").with_prev_kv(false);
+        let mut json_watch = without.watch(watch_from(r1)).await.unwrap();
+
+        // A cached object's value stops decoding: the error, then its removal at that revision.
+        let bad = put(&mut client, &format!("{PREFIX}a"), "{not json").await;
+        assert_eq!(next_shown(&mut watch).await, "error Decode /t/items/a");
+        assert_eq!(next_shown(&mut watch).await, format!("deleted a=n1 @{bad}"));
+        // A new key that never decoded: nothing to remove.
+        put(&mut client, &format!("{PREFIX}new"), "{not json").await;
+        let c = put(&mut client, &format!("{PREFIX}c"), json("c", "n1")).await;
+        assert_eq!(next_shown(&mut watch).await, "error Decode /t/items/new");
+        assert_eq!(next_shown(&mut watch).await, format!("added c=n1 @{c}"));
+        // A relist agrees: no a.
+        let list = source.list(ListOptions::default()).await.unwrap();
+        assert_eq!(names(&list), ["c=n1"]);
+
+        let bad = put(&mut client, "/t/nodes/a", vec![0xff]).await;
+        assert_eq!(
+            next_shown(&mut tombstone_watch).await,
+            "error Decode /t/nodes/a"
+        );
+        assert_eq!(
+            next_shown(&mut tombstone_watch).await,
+            format!("deleted a= @{bad}")
+        );
+        // JSON has no tombstone and etcd sent no previous value: only the error.
+        let d = put(&mut client, "/t/nodes/d", json("d", "n1")).await;
+        assert_eq!(next_shown(&mut json_watch).await, "error Decode /t/nodes/a");
+        assert_eq!(
+            next_shown(&mut json_watch).await,
+            format!("added d=n1 @{d}")
         );
     })
     .await;

@@ -4,8 +4,9 @@
 //! with faults: closed watches, compactions while disconnected, failing lists and watches,
 //! delays, error events, writes that watches never see followed by a reset, duplicate
 //! bookmarks. When the faults stop and the reflector settles, the cache must equal the source
-//! exactly, the reflector's version must be the source's, and no object may ever have been
-//! replaced by an older version of itself (checked on every write, through a wrapping store).
+//! exactly, the reflector's version must be the source's, and no write may ever carry a version
+//! older than one already seen for its key, deletes included (checked on every write, through a
+//! wrapping store), so an older version re-added after a delete is caught too.
 //!
 //! Time is tokio's paused clock, so backoffs and timeouts cost nothing. The default run has
 //! 256 cases; `CONVERGENCE_CASES=10000` runs the long mode.
@@ -53,42 +54,52 @@ fn version(obj: &Obj) -> u64 {
         .expect("the source stamps every object")
 }
 
-/// A cache that checks every write against what it holds: no object may be replaced by an
-/// older version of itself.
+/// A cache that checks every write against the highest version it has seen for the key, deletes
+/// included (a delete carries the version that deleted the object): no write may go back in
+/// time, whether the key is held now or was deleted since.
 struct Checked {
     cache: Cache<Obj>,
+    /// The highest version seen for each key, by any write.
+    highest: Mutex<BTreeMap<u8, u64>>,
     violations: Mutex<Vec<String>>,
 }
 
 impl Checked {
-    fn check(&self, what: &str, obj: &Obj, held: Option<u64>) {
-        if let Some(held) = held
-            && version(obj) < held
-        {
-            self.violations.lock().unwrap().push(format!(
-                "{what} of {} at version {} over version {held}",
-                obj.key,
-                version(obj)
-            ));
+    fn new() -> Self {
+        Self {
+            cache: Cache::with_indexers(Indexers::new()),
+            highest: Mutex::new(BTreeMap::new()),
+            violations: Mutex::new(Vec::new()),
         }
     }
 
-    fn held(&self, key: u8) -> Option<u64> {
-        self.cache.get_by_key(&key).map(|o| version(&o))
+    /// Records `obj`'s version for its key, and a violation when a higher one was seen before.
+    fn check(&self, what: &str, obj: &Obj) {
+        let v = version(obj);
+        let mut highest = self.highest.lock().unwrap();
+        let seen = highest.entry(obj.key).or_insert(v);
+        if v < *seen {
+            self.violations.lock().unwrap().push(format!(
+                "{what} of {} at version {v} after version {seen}",
+                obj.key
+            ));
+        } else {
+            *seen = v;
+        }
     }
 }
 
 impl Store<Obj> for Checked {
     fn add(&self, obj: Arc<Obj>) -> Result<(), StoreError> {
-        self.check("add", &obj, self.held(obj.key));
+        self.check("add", &obj);
         self.cache.add(obj)
     }
     fn update(&self, obj: Arc<Obj>) -> Result<(), StoreError> {
-        self.check("update", &obj, self.held(obj.key));
+        self.check("update", &obj);
         self.cache.update(obj)
     }
     fn delete(&self, obj: Arc<Obj>) -> Result<(), StoreError> {
-        self.check("delete", &obj, self.held(obj.key));
+        self.check("delete", &obj);
         self.cache.delete(obj)
     }
     fn list(&self) -> Vec<Arc<Obj>> {
@@ -102,7 +113,19 @@ impl Store<Obj> for Checked {
     }
     fn replace(&self, items: Vec<Arc<Obj>>, rv: Option<ResourceVersion>) -> Result<(), StoreError> {
         for obj in &items {
-            self.check("replace", obj, self.held(obj.key));
+            self.check("replace", obj);
+        }
+        // A key the replace drops was absent at the list's version: any later write of it must
+        // be newer than that.
+        if let Some(listed_at) = rv.as_ref().and_then(ResourceVersion::as_u64) {
+            let kept: std::collections::BTreeSet<u8> = items.iter().map(|o| o.key).collect();
+            let mut highest = self.highest.lock().unwrap();
+            for key in self.cache.list_keys() {
+                if !kept.contains(&key) {
+                    let seen = highest.entry(key).or_insert(listed_at);
+                    *seen = (*seen).max(listed_at);
+                }
+            }
         }
         self.cache.replace(items, rv)
     }
@@ -116,13 +139,9 @@ impl Store<Obj> for Checked {
         self.cache.resource_version()
     }
     fn transaction(&self, changes: Vec<Change<Obj>>) -> Result<(), TransactionError> {
-        // Earlier changes of the batch count as held for later ones.
-        let mut batch: BTreeMap<u8, u64> = BTreeMap::new();
+        // In order: earlier changes of the batch count for later ones.
         for change in &changes {
-            let obj = change.object();
-            let held = batch.get(&obj.key).copied().or_else(|| self.held(obj.key));
-            self.check("watch event", obj, held);
-            batch.insert(obj.key, version(obj));
+            self.check("watch event", change.object());
         }
         self.cache.transaction(changes)
     }
@@ -326,10 +345,7 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
         for (key, value) in &case.initial {
             source.put(obj(*key, *value));
         }
-        let store = Arc::new(Checked {
-            cache: Cache::with_indexers(Indexers::new()),
-            violations: Mutex::new(Vec::new()),
-        });
+        let store = Arc::new(Checked::new());
         let reflector = Reflector::builder(source.clone(), store.clone())
             .name("convergence")
             .max_internal_error_retry(Duration::from_secs(case.internal_retry_secs))
@@ -436,4 +452,74 @@ fn every_fault_in_one_schedule() {
         };
         run(&case).unwrap();
     }
+}
+
+fn stamped(key: u8, value: u32, rv: u64) -> Arc<Obj> {
+    Arc::new(Obj {
+        key,
+        value,
+        rv: Some(rv.into()),
+    })
+}
+
+/// The checking store itself: an older version of an object re-added after its delete is a
+/// violation, through every path a write takes; newer versions and repeats are not.
+#[test]
+fn the_checking_store_catches_an_older_version_re_added_after_a_delete() {
+    type Write = fn(&Checked, Arc<Obj>);
+    let paths: [(&str, Write); 4] = [
+        ("add", |s, o| s.add(o).unwrap()),
+        ("update", |s, o| s.update(o).unwrap()),
+        ("replace", |s, o| {
+            s.replace(vec![o], Some(9.into())).unwrap()
+        }),
+        ("watch event", |s, o| {
+            s.transaction(vec![Change::Add(o)]).unwrap()
+        }),
+    ];
+    for (path, write) in paths {
+        let store = Checked::new();
+        store.add(stamped(1, 1, 3)).unwrap();
+        store.delete(stamped(1, 1, 5)).unwrap();
+        assert!(store.violations.lock().unwrap().is_empty());
+        assert!(store.get_by_key(&1).is_none());
+        write(&store, stamped(1, 1, 3));
+        assert_eq!(
+            store.violations.lock().unwrap().clone(),
+            [format!("{path} of 1 at version 3 after version 5")],
+            "{path}"
+        );
+    }
+
+    // Within one batch: a delete then an older add of the same key.
+    let store = Checked::new();
+    store
+        .transaction(vec![
+            Change::Add(stamped(2, 0, 4)),
+            Change::Delete(stamped(2, 0, 6)),
+            Change::Add(stamped(2, 0, 4)),
+        ])
+        .unwrap();
+    assert_eq!(store.violations.lock().unwrap().len(), 1);
+
+    // An object a relist dropped comes back older than the list.
+    let store = Checked::new();
+    store.add(stamped(4, 0, 3)).unwrap();
+    store.replace(vec![], Some(8.into())).unwrap();
+    store.add(stamped(4, 0, 3)).unwrap();
+    assert_eq!(
+        store.violations.lock().unwrap().clone(),
+        ["add of 4 at version 3 after version 8"]
+    );
+
+    // A newer re-creation, and the same version twice, are fine.
+    let store = Checked::new();
+    store.add(stamped(3, 0, 2)).unwrap();
+    store.delete(stamped(3, 0, 4)).unwrap();
+    store.add(stamped(3, 0, 7)).unwrap();
+    store.update(stamped(3, 0, 7)).unwrap();
+    store
+        .replace(vec![stamped(3, 0, 7)], Some(8.into()))
+        .unwrap();
+    assert!(store.violations.lock().unwrap().is_empty());
 }

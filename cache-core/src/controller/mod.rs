@@ -59,8 +59,8 @@ pub use runtime::{
 pub use telemetry::{WorkQueueMetrics, names};
 
 pub use rate_limit::{
-    BucketRateLimiter, ItemExponentialRateLimiter, MaxOfRateLimiter, RateLimiter,
-    default_rate_limiter,
+    BucketRateLimiter, ItemExponentialRateLimiter, ItemFastSlowRateLimiter, MaxOfRateLimiter,
+    RateLimiter, TokenBucket, WithMaxWaitRateLimiter, default_rate_limiter,
 };
 pub use workqueue::{NoMetrics, QueueMetrics, WorkQueue, WorkQueueBuilder};
 

@@ -73,6 +73,13 @@
 //! [`wait_for_cache_sync`](SharedIndexInformer::wait_for_cache_sync) waits for the first list
 //! without polling.
 //!
+//! # Several informers
+//!
+//! [`wait_for_cache_sync`] waits for several informers (of any types) at once, and
+//! [`wait_for_named_cache_sync`] also logs, by name, the ones that are late. An
+//! [`InformerFactory`] hands out one shared informer per type, source and options to every
+//! controller that asks, starts them together and has one wait for all.
+//!
 //! # Examples
 //!
 //! ```
@@ -132,9 +139,11 @@
 //! # }).unwrap();
 //! ```
 
+mod factory;
 mod handler;
 mod process;
 mod processor;
+mod sync;
 
 #[cfg(test)]
 mod tests;
@@ -147,8 +156,13 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
+pub use factory::{InformerFactory, InformerOptions};
 pub use handler::{EventHandler, FilteringHandler, HandlerFns, HandlerOptions, InformerEvent};
 pub use processor::{EventStream, HandlerRegistration, MINIMUM_RESYNC_PERIOD};
+pub use sync::{
+    CacheSync, DEFAULT_SYNC_REPORT_INTERVAL, pending_cache_syncs, wait_for_cache_sync,
+    wait_for_named_cache_sync, wait_for_named_cache_sync_every,
+};
 
 use processor::Processor;
 

@@ -82,6 +82,12 @@ pub enum Operator {
     Exists,
     /// `!key`: the label is absent.
     DoesNotExist,
+    /// `key>n`: the label is present and its value, read as a 64-bit integer, is greater than
+    /// `n`. A value that is not an integer does not match.
+    GreaterThan,
+    /// `key<n`: the label is present and its value, read as a 64-bit integer, is less than `n`.
+    /// A value that is not an integer does not match.
+    LessThan,
 }
 
 /// One condition of a [`LabelSelector`] on one label key.
@@ -90,7 +96,8 @@ pub struct Requirement {
     key: String,
     operator: Operator,
     /// Sorted, without duplicates. One value for `Equals` / `NotEquals`, at least one for `In` /
-    /// `NotIn`, none for `Exists` / `DoesNotExist`.
+    /// `NotIn`, none for `Exists` / `DoesNotExist`, one that parses as an `i64` for
+    /// `GreaterThan` / `LessThan`.
     values: Vec<String>,
 }
 
@@ -111,7 +118,7 @@ impl Requirement {
     }
 
     /// Whether `labels` meet this requirement (Kubernetes' rules: `!=` and `notin` match an
-    /// object that lacks the label).
+    /// object that lacks the label; `>` and `<` match only a label whose value is an integer).
     pub fn matches<L: Labels + ?Sized>(&self, labels: &L) -> bool {
         let value = labels.label(&self.key);
         let listed = |v: &str| self.values.iter().any(|x| x == v);
@@ -120,6 +127,16 @@ impl Requirement {
             Operator::NotEquals | Operator::NotIn => !value.is_some_and(listed),
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),
+            Operator::GreaterThan | Operator::LessThan => {
+                // The parser guarantees one integer value; a hand-built oddity matches nothing.
+                let bound = self.values.first().and_then(|v| v.parse::<i64>().ok());
+                let actual = value.and_then(|v| v.parse::<i64>().ok());
+                match (actual, bound) {
+                    (Some(a), Some(b)) if self.operator == Operator::GreaterThan => a > b,
+                    (Some(a), Some(b)) => a < b,
+                    _ => false,
+                }
+            }
         }
     }
 }
@@ -135,6 +152,8 @@ impl fmt::Display for Requirement {
             Operator::NotIn => write!(f, "{key} notin ({})", self.values.join(",")),
             Operator::Exists => write!(f, "{key}"),
             Operator::DoesNotExist => write!(f, "!{key}"),
+            Operator::GreaterThan => write!(f, "{key}>{first}"),
+            Operator::LessThan => write!(f, "{key}<{first}"),
         }
     }
 }
@@ -151,11 +170,14 @@ impl fmt::Display for Requirement {
 /// | `key notin (a,b)` | is absent or neither `a` nor `b` |
 /// | `key` | is present |
 /// | `!key` | is absent |
+/// | `key>n`, `key<n` | is an integer greater (less) than the integer `n` |
 ///
 /// Keys and values are checked as Kubernetes checks them: a key is a name of at most 63
 /// characters (alphanumerics, `-`, `_`, `.`, starting and ending with an alphanumeric) with an
 /// optional DNS subdomain prefix and `/` (`app.kubernetes.io/name`); a value is empty or follows
-/// the name rule. Bad input is a [`SelectorParseError`] that says where and what.
+/// the name rule. The value after `>` or `<` must also parse as a 64-bit integer (`x<a` is an
+/// error), and a label whose value is not an integer does not match it, as in Kubernetes. Bad
+/// input is a [`SelectorParseError`] that says where and what.
 ///
 /// The empty string is [`everything`](Self::everything). `Display` writes the selector back in
 /// the same syntax, requirements sorted by key and values sorted, so that it parses to an equal
@@ -259,7 +281,10 @@ pub enum SelectorErrorKind {
         found: String,
     },
     /// After a key comes an operator, a `,` or the end.
-    #[error("expected '=', '==', '!=', 'in', 'notin', ',' or the end after the key, found {found}")]
+    #[error(
+        "expected '=', '==', '!=', '>', '<', 'in', 'notin', ',' or the end after the key, found \
+         {found}"
+    )]
     ExpectedOperator {
         /// The token found.
         found: String,
@@ -267,6 +292,14 @@ pub enum SelectorErrorKind {
     /// After `=`, `==` or `!=` comes a value (or nothing, for the empty value).
     #[error("expected a label value after '{operator}', found {found}")]
     ExpectedValue {
+        /// The operator.
+        operator: &'static str,
+        /// The token found.
+        found: String,
+    },
+    /// After `>` or `<` comes an integer (64-bit, decimal).
+    #[error("expected an integer after '{operator}', found {found}")]
+    ExpectedInteger {
         /// The operator.
         operator: &'static str,
         /// The token found.
@@ -428,7 +461,9 @@ enum Token<'a> {
     Open,
     Close,
     Comma,
-    /// A character that is not part of the syntax (`<`, `>`, ...), reported as such.
+    Gt,
+    Lt,
+    /// A character that is not part of the syntax, reported as such.
     Other(char),
     End,
 }
@@ -444,6 +479,8 @@ impl fmt::Display for Token<'_> {
             Token::Open => f.write_str("'('"),
             Token::Close => f.write_str("')'"),
             Token::Comma => f.write_str("','"),
+            Token::Gt => f.write_str("'>'"),
+            Token::Lt => f.write_str("'<'"),
             Token::Other(c) => write!(f, "'{c}'"),
             Token::End => f.write_str("the end"),
         }
@@ -492,6 +529,8 @@ impl<'a> Parser<'a> {
             (Some('('), _) => (Token::Open, 1),
             (Some(')'), _) => (Token::Close, 1),
             (Some(','), _) => (Token::Comma, 1),
+            (Some('>'), _) => (Token::Gt, 1),
+            (Some('<'), _) => (Token::Lt, 1),
             (Some(c), _) if is_special(c) => (Token::Other(c), c.len_utf8()),
             (Some(_), _) => {
                 let len = rest.find(is_special).unwrap_or(rest.len());
@@ -589,6 +628,8 @@ impl<'a> Parser<'a> {
             Token::Eq => (Operator::Equals, "="),
             Token::DoubleEq => (Operator::Equals, "=="),
             Token::NotEq => (Operator::NotEquals, "!="),
+            Token::Gt => (Operator::GreaterThan, ">"),
+            Token::Lt => (Operator::LessThan, "<"),
             Token::Word("in") => (Operator::In, "in"),
             Token::Word("notin") => (Operator::NotIn, "notin"),
             _ => {
@@ -599,6 +640,7 @@ impl<'a> Parser<'a> {
         self.advance();
         let values = match operator {
             Operator::In | Operator::NotIn => self.value_list(symbol)?,
+            Operator::GreaterThan | Operator::LessThan => vec![self.integer_value(symbol)?],
             _ => vec![self.exact_value(symbol)?],
         };
         Ok(Requirement {
@@ -622,6 +664,22 @@ impl<'a> Parser<'a> {
                 Err(self.error(SelectorErrorKind::ExpectedValue { operator, found }))
             }
         }
+    }
+
+    /// The value after `>` or `<`: a label value that parses as an `i64` (so `-1`, which is not
+    /// a label value, is refused as Kubernetes refuses it).
+    fn integer_value(&mut self, operator: &'static str) -> Result<String, SelectorParseError> {
+        let Token::Word(v) = self.tok else {
+            let found = self.found();
+            return Err(self.error(SelectorErrorKind::ExpectedInteger { operator, found }));
+        };
+        if v.parse::<i64>().is_err() {
+            let found = self.found();
+            return Err(self.error(SelectorErrorKind::ExpectedInteger { operator, found }));
+        }
+        let v = self.value(v, self.at)?;
+        self.advance();
+        Ok(v)
     }
 
     /// `( v1, v2, ... )`. As in Kubernetes, a missing item is the empty value: `()` is `("")`.
@@ -717,6 +775,10 @@ mod tests {
                 "app.kubernetes.io/name=db,example.com/app=web",
             ),
             ("A_b.c-D=E_f.g-H,9=0", "9=0,A_b.c-D=E_f.g-H"),
+            ("x>1", "x>1"),
+            ("x < 5", "x<5"),
+            ("x>007,x<9223372036854775807", "x>007,x<9223372036854775807"),
+            ("b<0, a>10", "a>10,b<0"),
             // The operator words are keys and values where a key or value is expected.
             ("in=notin,notin in (in)", "in=notin,notin in (in)"),
         ]
@@ -806,9 +868,81 @@ mod tests {
                 },
             ),
             (
-                "x>1".into(),
-                1,
-                K::ExpectedOperator {
+                "x>=1".into(),
+                2,
+                K::ExpectedInteger {
+                    operator: ">",
+                    found: found("'='"),
+                },
+            ),
+            (
+                "x<a".into(),
+                2,
+                K::ExpectedInteger {
+                    operator: "<",
+                    found: found("\"a\""),
+                },
+            ),
+            (
+                "x > ".into(),
+                4,
+                K::ExpectedInteger {
+                    operator: ">",
+                    found: found("the end"),
+                },
+            ),
+            (
+                "x<,y".into(),
+                2,
+                K::ExpectedInteger {
+                    operator: "<",
+                    found: found("','"),
+                },
+            ),
+            (
+                "x>1.5".into(),
+                2,
+                K::ExpectedInteger {
+                    operator: ">",
+                    found: found("\"1.5\""),
+                },
+            ),
+            (
+                // Beyond i64, as Go's strconv.ParseInt refuses it.
+                "x>9223372036854775808".into(),
+                2,
+                K::ExpectedInteger {
+                    operator: ">",
+                    found: found("\"9223372036854775808\""),
+                },
+            ),
+            (
+                // An integer, but not a label value (it must start with an alphanumeric).
+                "x<-1".into(),
+                2,
+                K::InvalidValue {
+                    value: "-1".into(),
+                    reason: L::BadCharacters,
+                },
+            ),
+            (
+                "x>1<2".into(),
+                3,
+                K::ExpectedCommaOrEnd {
+                    found: found("'<'"),
+                },
+            ),
+            (
+                "!x>1".into(),
+                2,
+                K::ExpectedCommaOrEnd {
+                    found: found("'>'"),
+                },
+            ),
+            (
+                "x in (1) > 2".into(),
+                9,
+                K::ExpectedCommaOrEnd {
                     found: found("'>'"),
                 },
             ),
@@ -1038,8 +1172,13 @@ mod tests {
         );
         assert_eq!(
             err("app web").to_string(),
-            "invalid label selector \"app web\" at offset 4: expected '=', '==', '!=', 'in', \
-             'notin', ',' or the end after the key, found \"web\""
+            "invalid label selector \"app web\" at offset 4: expected '=', '==', '!=', '>', '<', \
+             'in', 'notin', ',' or the end after the key, found \"web\""
+        );
+        assert_eq!(
+            err("replicas<a").to_string(),
+            "invalid label selector \"replicas<a\" at offset 9: expected an integer after '<', \
+             found \"a\""
         );
         assert_eq!(
             err("Foo.io/app=x").to_string(),
@@ -1093,6 +1232,57 @@ mod tests {
     }
 
     #[test]
+    fn greater_and_less_than_compare_integers_and_miss_absent_or_non_integer_labels() {
+        let label_sets: [&[(&str, &str)]; 9] = [
+            &[],
+            &[("x", "1")],
+            &[("x", "2")],
+            &[("x", "5")],
+            &[("x", "-3")],
+            &[("x", "+7")],
+            &[("x", "a")],
+            &[("x", "")],
+            &[("y", "3")],
+        ];
+        let table: [(&str, [bool; 9]); 5] = [
+            (
+                "x>1",
+                [false, false, true, true, false, true, false, false, false],
+            ),
+            (
+                "x<5",
+                [false, true, true, false, true, false, false, false, false],
+            ),
+            (
+                "x>1,x<5",
+                [false, false, true, false, false, false, false, false, false],
+            ),
+            (
+                "x>01",
+                [false, false, true, true, false, true, false, false, false],
+            ),
+            (
+                "x<0",
+                [false, false, false, false, true, false, false, false, false],
+            ),
+        ];
+        for (selector, expected) in table {
+            let sel = parse(selector);
+            let got: Vec<bool> = label_sets.iter().map(|l| sel.matches(*l)).collect();
+            assert_eq!(got, expected, "selector {selector:?}");
+        }
+        let sel = parse("x>7");
+        let r = &sel.requirements()[0];
+        assert_eq!(
+            (r.operator(), r.values()),
+            (Operator::GreaterThan, &["7".to_owned()][..])
+        );
+        // The extremes of i64 do not overflow.
+        assert!(parse("x<9223372036854775807").matches(&[("x", "-9223372036854775808")]));
+        assert!(!parse("x>9223372036854775807").matches(&[("x", "9223372036854775807")]));
+    }
+
+    #[test]
     fn label_sources() {
         let sel = parse("app=web,!canary");
         let btree: BTreeMap<String, String> = [("app".to_owned(), "web".to_owned())].into();
@@ -1124,7 +1314,9 @@ mod tests {
                 3 => format!("{k} in{pad}({})", v.join(&format!("{pad},{pad}"))),
                 4 => format!("{k} notin{pad}({})", v.join(",")),
                 5 => k.clone(),
-                _ => format!("!{pad}{k}"),
+                6 => format!("!{pad}{k}"),
+                7 => format!("{k}{pad}>{pad}{}", v[0]),
+                _ => format!("{k}{pad}<{pad}{}", v[0]),
             }
         }
 
@@ -1134,24 +1326,38 @@ mod tests {
                 0 | 1 | 3 => listed,
                 2 | 4 => !listed,
                 5 => value.is_some(),
-                _ => value.is_none(),
+                6 => value.is_none(),
+                op => {
+                    let bound: i64 = self.values[0].parse().expect("integer bound");
+                    match value.and_then(|v| v.parse::<i64>().ok()) {
+                        Some(n) if op == 7 => n > bound,
+                        Some(n) => n < bound,
+                        None => false,
+                    }
+                }
             }
         }
     }
 
     fn spec() -> impl Strategy<Value = Spec> {
         let key = prop::sample::select(vec!["app", "tier", "example.com/owner", "x.y-z_1"]);
-        let value = prop::sample::select(vec!["", "web", "db", "a.b-c_9"]);
-        (key, 0u8..7, prop::collection::vec(value, 1..4)).prop_map(|(k, op, mut values)| {
-            if op < 3 {
-                values.truncate(1); // '=', '==' and '!=' take one value
-            }
-            Spec {
-                key: k.to_owned(),
-                op,
-                values: values.into_iter().map(str::to_owned).collect(),
-            }
-        })
+        let value = prop::sample::select(vec!["", "web", "db", "a.b-c_9", "0", "3", "10"]);
+        let integer = prop::sample::select(vec!["0", "3", "007", "10"]);
+        (key, 0u8..9, prop::collection::vec(value, 1..4), integer).prop_map(
+            |(k, op, mut values, n)| {
+                if op < 3 {
+                    values.truncate(1); // '=', '==' and '!=' take one value
+                }
+                if op >= 7 {
+                    values = vec![n]; // '>' and '<' take one integer
+                }
+                Spec {
+                    key: k.to_owned(),
+                    op,
+                    values: values.into_iter().map(str::to_owned).collect(),
+                }
+            },
+        )
     }
 
     proptest! {
@@ -1161,7 +1367,7 @@ mod tests {
             pad in prop::sample::select(vec!["", " ", "  "]),
             labels in prop::collection::btree_map(
                 prop::sample::select(vec!["app", "tier", "example.com/owner", "other"]),
-                prop::sample::select(vec!["", "web", "db", "a.b-c_9", "zzz"]),
+                prop::sample::select(vec!["", "web", "db", "a.b-c_9", "zzz", "0", "3", "5", "10", "-4"]),
                 0..4,
             ),
         ) {
@@ -1182,7 +1388,7 @@ mod tests {
         }
 
         #[test]
-        fn selector_like_noise_never_panics(s in "[a-z!=(), /.-]{0,30}") {
+        fn selector_like_noise_never_panics(s in "[a-z0-9!=(), /.<>-]{0,30}") {
             if let Ok(sel) = s.parse::<LabelSelector>() {
                 prop_assert_eq!(parse(&sel.to_string()), sel);
             }

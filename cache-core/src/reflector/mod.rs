@@ -580,6 +580,18 @@ impl<T: Object> Reflector<T> {
             .next_delay()
     }
 
+    /// Whether `rv` is older than the last version synced. Versions are opaque, so this is only
+    /// known when both are numbers (etcd revisions, the in-memory source, Kubernetes in
+    /// practice); otherwise nothing is behind.
+    fn is_behind(&self, rv: &ResourceVersion) -> bool {
+        let last = self
+            .state()
+            .last_sync
+            .as_ref()
+            .and_then(ResourceVersion::as_u64);
+        matches!((rv.as_u64(), last), (Some(rv), Some(last)) if rv < last)
+    }
+
     fn set_last_sync(&self, rv: ResourceVersion) {
         self.state().last_sync = Some(rv);
     }
@@ -1113,6 +1125,13 @@ impl<T: Object> Reflector<T> {
                 resource_version, ..
             }) => {
                 self.flush(batch);
+                if self.is_behind(&resource_version) {
+                    // A lagging or restarted etcd member can report progress below what this
+                    // watch has already seen; applying it would move the version backwards.
+                    debug!(reflector = %self.inner.name, bookmark = %resource_version,
+                        last = ?self.last_sync_resource_version(), "ignoring a stale bookmark");
+                    return Ok(());
+                }
                 self.inner
                     .counters
                     .bookmarks

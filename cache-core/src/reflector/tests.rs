@@ -467,6 +467,74 @@ async fn every_event_and_bookmark_moves_the_version() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_bookmark_below_the_current_version_is_ignored() {
+    // etcd members that lag or restart can report progress below the watch's start.
+    let source = Arc::new(Scripted::new(false));
+    source.push_list(vec![pod("a", 10)], 10);
+    let feed = source.push_watch();
+    let store = cache();
+    let r = Reflector::new(source.clone(), store.clone());
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let r2 = r.clone();
+    let store2 = store.clone();
+    let (_, seen) = tokio::join!(r.list_and_watch(&cancel), async move {
+        let mut seen = Vec::new();
+        until("the list", || r2.has_synced()).await;
+        for event in [
+            bookmark(5, false),
+            bookmark(10, false),
+            WatchEvent::Modified(pod("a", 20)),
+            bookmark(15, false),
+            bookmark(25, false),
+            bookmark(24, false),
+        ] {
+            send(&feed, event);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            seen.push(r2.last_sync_resource_version());
+            assert_eq!(
+                store2.last_sync_resource_version(),
+                r2.last_sync_resource_version()
+            );
+        }
+        stop.cancel();
+        seen
+    });
+    assert_eq!(
+        seen,
+        [rv("10"), rv("10"), rv("20"), rv("20"), rv("25"), rv("25")]
+    );
+    assert_eq!(content(&store), ["a@20"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bookmark_with_an_opaque_version_is_applied() {
+    // Versions are opaque unless both are numbers: nothing to compare, so nothing is refused.
+    let source = Arc::new(Scripted::new(false));
+    source.push_list(vec![], 10);
+    let feed = source.push_watch();
+    let store = cache();
+    let r = Reflector::new(source.clone(), store.clone());
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let r2 = r.clone();
+    let (_, seen) = tokio::join!(r.list_and_watch(&cancel), async move {
+        until("the list", || r2.has_synced()).await;
+        send(
+            &feed,
+            WatchEvent::Bookmark {
+                resource_version: "opaque-1".into(),
+                initial_events_end: false,
+            },
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        stop.cancel();
+        r2.last_sync_resource_version()
+    });
+    assert_eq!(seen, rv("opaque-1"));
+}
+
+#[tokio::test(start_paused = true)]
 async fn synthetic_adds_of_a_watch_from_zero_do_not_move_the_version() {
     // A list without a version makes the watch start from "": its initial Added events come
     // out of version order, so their versions are not kept until another event arrives.

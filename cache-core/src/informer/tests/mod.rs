@@ -5,6 +5,7 @@ mod handlers;
 mod lifecycle;
 mod pipeline;
 mod resync;
+mod several;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
