@@ -62,6 +62,8 @@ struct Calls {
     watches: Vec<ListOptions>,
     /// Bookmarks seen on watches (the streaming list's end included).
     bookmarks: usize,
+    /// Errors the source returned: failed lists and watches, and error events of watches.
+    errors: Vec<SourceError>,
 }
 
 /// A source that records its calls and caps the watch timeout, so that watches end (and the
@@ -70,6 +72,24 @@ struct Recorded<L> {
     inner: L,
     calls: Arc<Mutex<Calls>>,
     watch_timeout: Option<Duration>,
+    control: WatchControl,
+}
+
+/// Lets a test hold the reflector's next watch request back (as a slow network would) and end
+/// the open watch cleanly.
+#[derive(Clone, Default)]
+struct WatchControl {
+    gate: Arc<tokio::sync::RwLock<()>>,
+    cut: Arc<Mutex<CancellationToken>>,
+}
+
+impl WatchControl {
+    /// Ends the open watches cleanly, as the server does at a watch's timeout.
+    fn cut_watches(&self) {
+        let mut cut = self.cut.lock().unwrap();
+        cut.cancel();
+        *cut = CancellationToken::new();
+    }
 }
 
 impl<L> Recorded<L> {
@@ -79,6 +99,7 @@ impl<L> Recorded<L> {
             inner,
             calls: calls.clone(),
             watch_timeout: None,
+            control: WatchControl::default(),
         };
         (recorded, calls)
     }
@@ -87,6 +108,10 @@ impl<L> Recorded<L> {
         self.watch_timeout = Some(timeout);
         self
     }
+
+    fn control(&self) -> WatchControl {
+        self.control.clone()
+    }
 }
 
 impl<T: Object, L: ListerWatcher<T>> ListerWatcher<T> for Recorded<L> {
@@ -94,7 +119,12 @@ impl<T: Object, L: ListerWatcher<T>> ListerWatcher<T> for Recorded<L> {
         Box::pin(async move {
             let result = self.inner.list(options.clone()).await;
             let n = result.as_ref().map_or(0, |l| l.items.len());
-            self.calls.lock().unwrap().lists.push((options, n));
+            let mut calls = self.calls.lock().unwrap();
+            calls.lists.push((options, n));
+            if let Err(e) = &result {
+                calls.errors.push(e.clone());
+            }
+            drop(calls);
             result
         })
     }
@@ -108,13 +138,24 @@ impl<T: Object, L: ListerWatcher<T>> ListerWatcher<T> for Recorded<L> {
                 options.timeout = Some(t);
             }
             self.calls.lock().unwrap().watches.push(options.clone());
-            let stream = self.inner.watch(options).await?;
+            let _open = self.control.gate.read().await;
+            let cut = self.control.cut.lock().unwrap().clone();
+            let stream = match self.inner.watch(options).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    self.calls.lock().unwrap().errors.push(e.clone());
+                    return Err(e);
+                }
+            };
             let calls = self.calls.clone();
             Ok(stream
-                .inspect(move |event| {
-                    if let Ok(WatchEvent::Bookmark { .. }) = event {
-                        calls.lock().unwrap().bookmarks += 1;
+                .take_until(cut.cancelled_owned())
+                .inspect(move |event| match event {
+                    Ok(WatchEvent::Bookmark { .. }) => calls.lock().unwrap().bookmarks += 1,
+                    Ok(WatchEvent::Error(e)) | Err(e) => {
+                        calls.lock().unwrap().errors.push(e.clone())
                     }
+                    _ => {}
                 })
                 .boxed())
         })
@@ -311,7 +352,15 @@ fn pods_source(client: &Client) -> KubeListWatch<Pod, PodInfo> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_pods_sync_in_pages_into_an_indexed_cache() {
-    let Some(server) = KubeApiServer::for_test("five_thousand_pods").await else {
+    // A list at resourceVersion 0 (the reflector's first) is served from the API server's
+    // watch cache, which ignores the limit and answers in one piece (see the watch test). With
+    // the watch cache of pods off, lists go to etcd and come in pages.
+    let Some(server) = KubeApiServer::for_test_with(
+        "five_thousand_pods",
+        Options::new().arg("--watch-cache-sizes=pods#0"),
+    )
+    .await
+    else {
         return;
     };
     let client = server.client().await;
@@ -397,6 +446,19 @@ async fn the_watch_follows_creates_relabels_and_deletes_with_bookmarks() {
         .await
         .expect("synced");
     assert_eq!(cache.len(), 100);
+    {
+        // The first list, at resourceVersion 0, came from the watch cache: in one piece,
+        // whatever the limit asked.
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.lists.len(), 1);
+        let (options, items) = &calls.lists[0];
+        assert_eq!(options.limit, Some(500));
+        assert_eq!(
+            options.resource_version.as_ref().map(|v| v.as_str()),
+            Some("0")
+        );
+        assert_eq!(*items, 100);
+    }
 
     let api: Api<Pod> = Api::namespaced(client.clone(), "watched");
     // Create 50, relabel 50 of the first ones, delete 30 others, while the reflector watches.
@@ -479,52 +541,73 @@ async fn a_watch_from_a_compacted_version_gets_410_and_the_relist_converges() {
     .await;
     let cache = Arc::new(Cache::<PodInfo>::new());
     let (source, calls) = Recorded::new(pods_source(&client));
+    let control = source.control();
     let running = run(source, &cache);
     tokio::time::timeout(Duration::from_secs(60), running.reflector.wait_for_sync())
         .await
         .expect("synced");
     converged(&client, &cache, Duration::from_secs(30)).await;
+    // One event through the watch: it is an established watch (not a "very short" one, after
+    // which a reflector relists), and when it breaks the reflector re-watches from its version.
+    let api: Api<Pod> = Api::namespaced(client.clone(), "gone");
+    let patch = serde_json::json!({"metadata": {"labels": {"seen": "yes"}}});
+    api.patch("p-199", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("label");
+    until(
+        "the watch delivers the label",
+        Duration::from_secs(30),
+        || {
+            cache
+                .get_by_key(&ObjectKey::new("gone", "p-199"))
+                .is_some_and(|p| p.labels.contains_key("seen"))
+        },
+    )
+    .await;
     let seen = running.reflector.last_sync_resource_version().unwrap();
 
-    // The reflector's server goes away. While it is away, the pods change through another API
-    // server on the same etcd, which then compacts its history: the reflector missed those
-    // changes, and no server can replay them.
-    server.stop_apiserver();
-    {
-        let peer = server.start_peer().await.expect("a second API server");
-        let peer_client = peer.client().await;
-        let api: Api<Pod> = Api::namespaced(peer_client.clone(), "gone");
-        for i in 0..40 {
-            api.delete(
-                &format!("p-{i:03}"),
-                &DeleteParams::default().grace_period(0),
-            )
-            .await
-            .expect("delete");
-        }
-        for i in 100..140 {
-            let patch = serde_json::json!({"metadata": {"labels": {"gen": "2"}}});
-            api.patch(
-                &format!("p-{i:03}"),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .expect("relabel");
-        }
-        create_pods(
-            &peer_client,
-            (0..40)
-                .map(|i| pod("gone", &format!("q-{i:03}"), None, &[("gen", "3")]))
-                .collect(),
+    // The reflector's next watch is held back while the pods change: it misses those changes.
+    // Then the API server restarts on a compacted etcd: its watch cache starts afresh at
+    // etcd's current revision, and no server can replay the history the reflector missed.
+    let held = control.gate.write().await;
+    control.cut_watches();
+    until(
+        "the reflector asks for a new watch",
+        Duration::from_secs(10),
+        || calls.lock().unwrap().watches.len() >= 2,
+    )
+    .await;
+    for i in 0..40 {
+        api.delete(
+            &format!("p-{i:03}"),
+            &DeleteParams::default().grace_period(0),
         )
-        .await;
+        .await
+        .expect("delete");
     }
+    for i in 100..140 {
+        let patch = serde_json::json!({"metadata": {"labels": {"gen": "2"}}});
+        api.patch(
+            &format!("p-{i:03}"),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .expect("relabel");
+    }
+    create_pods(
+        &client,
+        (0..40)
+            .map(|i| pod("gone", &format!("q-{i:03}"), None, &[("gen", "3")]))
+            .collect(),
+    )
+    .await;
+    assert_eq!(cache.len(), 200, "the reflector saw none of it yet");
     let compacted = server.compact_etcd().expect("compact etcd");
     assert!(compacted as u64 > seen.as_u64().unwrap());
-    // Its watch cache starts afresh at etcd's current revision: a watch from the reflector's
-    // version is too old for it.
     server.restart_apiserver().await.expect("restart");
+    // The held watch goes out now, from the version the reflector last saw.
+    drop(held);
 
     let state = converged(&client, &cache, Duration::from_secs(60)).await;
     assert_eq!(state.len(), 200);
@@ -554,8 +637,26 @@ async fn a_watch_from_a_compacted_version_gets_410_and_the_relist_converges() {
         "the server answered 410 Gone: {errors:?}"
     );
     assert!(running.reflector.stats().relists >= 1);
-    // The relist asked for the newest state or one at least as new as the reflector had seen.
+    // The held watch asked from the version the reflector had seen (a bookmark may have moved
+    // it on), older than the compaction, and was refused as expired.
     let calls = calls.lock().unwrap();
+    let held_from = calls.watches[1]
+        .resource_version
+        .as_ref()
+        .and_then(ResourceVersion::as_u64)
+        .unwrap();
+    assert!(
+        (seen.as_u64().unwrap()..compacted as u64).contains(&held_from),
+        "{held_from}"
+    );
+    assert!(
+        calls
+            .errors
+            .iter()
+            .any(|e| e.kind == SourceErrorKind::Expired),
+        "{:?}",
+        calls.errors
+    );
     assert!(calls.lists.len() >= 2, "{:?}", calls.lists);
 }
 
@@ -601,7 +702,12 @@ async fn the_streaming_list_fills_the_cache_with_no_list_call() {
     assert_eq!(state.len(), 301);
 
     let calls = calls.lock().unwrap();
-    assert!(calls.lists.is_empty(), "no list at all: {:?}", calls.lists);
+    assert!(
+        calls.lists.is_empty(),
+        "no list at all: {:?}, errors {:?}",
+        calls.lists,
+        calls.errors
+    );
     assert!(calls.watches[0].send_initial_events);
     assert!(calls.bookmarks >= 1, "the initial-events-end bookmark");
     assert!(running.errors().is_empty(), "{:?}", running.errors());
@@ -646,13 +752,14 @@ async fn with_the_watch_list_gate_off_the_streaming_list_falls_back_to_list_and_
         calls.watches
     );
     assert!(!ListerWatcher::<PodInfo>::supports_watch_list(&lw));
-    let errors = running.errors();
-    assert!(
-        errors.iter().any(
-            |e| matches!(e, ReflectorError::WatchStart(s) if s.kind == SourceErrorKind::Other)
-        ),
-        "the server refused the streaming list: {errors:?}"
-    );
+    // The refusal, as the source returned it to the reflector.
+    let refusal = calls
+        .errors
+        .first()
+        .expect("the server refused the streaming list");
+    assert_eq!(refusal.kind, SourceErrorKind::Other, "{refusal:?}");
+    assert!(refusal.message.contains("sendInitialEvents"), "{refusal:?}");
+    assert!(running.errors().is_empty(), "{:?}", running.errors());
 }
 
 /// A custom resource, derived by kube; the server stores its `spec` as it comes

@@ -29,11 +29,12 @@
 //! No scheduler, kubelet or controller manager runs: objects are stored and served, nothing
 //! acts on them (pods stay `Pending` unless a test sets `spec.nodeName` itself).
 //!
-//! Binaries: `KUBE_APISERVER_BIN`, else `.ci/kube-apiserver`'s cached build of
-//! [`KUBE_VERSION`] (`$XDG_CACHE_HOME` or `~/.cache`, then
-//! `typed-cache/kube-apiserver/<version>/kube-apiserver`), else `kube-apiserver` on `PATH`;
-//! `ETCD_BIN`, else `etcd` on `PATH`. Build the first with `.ci/kube-apiserver` (`.ci/setup`
-//! runs it).
+//! Binaries, both built by `.ci/kube-apiserver` (which `.ci/setup` runs) and cached under
+//! `$XDG_CACHE_HOME` or `~/.cache`, then `typed-cache/` (`KUBE_APISERVER_CACHE` overrides it):
+//! `KUBE_APISERVER_BIN`, else the cached `kube-apiserver/<KUBE_VERSION>/kube-apiserver`, else
+//! `kube-apiserver` on `PATH`; `KUBE_ETCD_BIN`, else the cached `etcd/<ETCD_VERSION>/etcd` (not
+//! the system's etcd: Debian's 3.4 lacks the watch progress requests that kube-apiserver's
+//! streaming list needs).
 
 // Each test binary and the benchmark use a different part of the harness.
 #![allow(dead_code)]
@@ -50,6 +51,10 @@ use std::{env, fs};
 /// The Kubernetes release `.ci/kube-apiserver` builds by default, and the one looked up in its
 /// cache (`KUBE_APISERVER_VERSION` overrides both).
 pub const KUBE_VERSION: &str = "v1.37.2";
+
+/// The etcd release `.ci/kube-apiserver` builds by default, and the one looked up in its cache
+/// (`KUBE_ETCD_VERSION` overrides both).
+pub const ETCD_VERSION: &str = "v3.7.3";
 
 /// How long etcd and the API server may take to become ready (measured: etcd under 1 s, the
 /// API server about 3-6 s; a machine busy compiling is slower).
@@ -116,13 +121,6 @@ pub struct KubeApiServer {
     apiserver: Process,
     binary: PathBuf,
     options: Options,
-}
-
-/// Another kube-apiserver on the same etcd (see [`KubeApiServer::start_peer`]); killed by PID
-/// when dropped. The etcd stays with the [`KubeApiServer`] it came from.
-pub struct PeerApiServer {
-    apiserver: Process,
-    kubeconfig: PathBuf,
 }
 
 /// One child process, its port and its log.
@@ -227,12 +225,7 @@ impl KubeApiServer {
     /// Starts etcd and kube-apiserver with these options and waits for `/readyz`.
     pub async fn start_with(options: Options) -> Result<Self, StartError> {
         let binary = find_apiserver()?;
-        let etcd_binary = find_on_path("ETCD_BIN", "etcd").ok_or_else(|| {
-            StartError::Missing(
-                "etcd (no `etcd` on PATH, ETCD_BIN unset; .ci/setup installs Debian's etcd-server)"
-                    .into(),
-            )
-        })?;
+        let etcd_binary = find_etcd()?;
         let dir = scratch_dir()?;
         // Dropped (killing what started) on every early return below.
         let mut server = Self {
@@ -443,33 +436,6 @@ impl KubeApiServer {
         Err(last)
     }
 
-    /// Starts a second kube-apiserver on the same etcd (same flags, another port), as in an
-    /// HA control plane: what a test changes through it, this server's clients see only
-    /// through etcd.
-    pub async fn start_peer(&self) -> Result<PeerApiServer, StartError> {
-        let mut last = StartError::Failed(String::new());
-        for attempt in 0..3 {
-            let port = free_port()?;
-            let log = self.dir.join(format!("kube-apiserver-peer-{port}.log"));
-            let kubeconfig = self.dir.join(format!("kubeconfig-peer-{attempt}-{port}"));
-            let mut peer = PeerApiServer {
-                apiserver: Process {
-                    name: "kube-apiserver (peer)",
-                    port,
-                    child: Some(self.spawn_apiserver(port, &log)?),
-                    log,
-                },
-                kubeconfig,
-            };
-            write_kubeconfig(&peer.kubeconfig, &self.dir, port)?;
-            match wait_ready(&mut peer.apiserver, &peer.kubeconfig).await {
-                Ok(()) => return Ok(peer),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-
     /// etcd's current revision (the newest resource version of any object).
     pub fn etcd_revision(&self) -> Result<i64, String> {
         // The JSON gateway: a range over an empty key returns only the header.
@@ -503,13 +469,6 @@ impl KubeApiServer {
     /// The API server's log so far (for a test's assertion message).
     pub fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.apiserver.log, lines)
-    }
-}
-
-impl PeerApiServer {
-    /// A kube client for this peer.
-    pub async fn client(&self) -> kube::Client {
-        client_from(&self.kubeconfig).await
     }
 }
 
@@ -588,20 +547,10 @@ async fn wait_ready(process: &mut Process, kubeconfig: &Path) -> Result<(), Star
     }
 }
 
-fn find_apiserver() -> Result<PathBuf, StartError> {
-    if let Some(bin) = env::var_os("KUBE_APISERVER_BIN").filter(|p| !p.is_empty()) {
-        let bin = PathBuf::from(bin);
-        return if bin.is_file() {
-            Ok(bin)
-        } else {
-            Err(StartError::Missing(format!(
-                "kube-apiserver: KUBE_APISERVER_BIN={} is not a file",
-                bin.display()
-            )))
-        };
-    }
-    let version = env::var("KUBE_APISERVER_VERSION").unwrap_or_else(|_| KUBE_VERSION.into());
-    let cache = env::var_os("KUBE_APISERVER_CACHE")
+/// `.ci/kube-apiserver`'s cache: `KUBE_APISERVER_CACHE`, else `$XDG_CACHE_HOME` or `~/.cache`,
+/// then `typed-cache`.
+fn cache_root() -> Option<PathBuf> {
+    env::var_os("KUBE_APISERVER_CACHE")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
@@ -609,27 +558,69 @@ fn find_apiserver() -> Result<PathBuf, StartError> {
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from)
                 .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .map(|c| c.join("typed-cache").join("kube-apiserver"))
-        });
-    if let Some(bin) = cache.map(|c| c.join(&version).join("kube-apiserver"))
+                .map(|c| c.join("typed-cache"))
+        })
+}
+
+/// `var` if set, else `.ci/kube-apiserver`'s build of `name` at `version` (`version_var`
+/// overrides it), else `name` on `PATH` when `path_too`.
+fn find_binary(
+    var: &str,
+    name: &str,
+    version_var: &str,
+    version: &str,
+    path_too: bool,
+) -> Result<PathBuf, StartError> {
+    if let Some(bin) = env::var_os(var).filter(|p| !p.is_empty()) {
+        let bin = PathBuf::from(bin);
+        return if bin.is_file() {
+            Ok(bin)
+        } else {
+            Err(StartError::Missing(format!(
+                "{name}: {var}={} is not a file",
+                bin.display()
+            )))
+        };
+    }
+    let version = env::var(version_var).unwrap_or_else(|_| version.into());
+    if let Some(bin) = cache_root().map(|c| c.join(name).join(&version).join(name))
         && bin.is_file()
     {
         return Ok(bin);
     }
-    find_on_path("", "kube-apiserver").ok_or_else(|| {
-        StartError::Missing(format!(
-            "kube-apiserver {version} (not built: run .ci/kube-apiserver, or set \
-             KUBE_APISERVER_BIN)"
-        ))
-    })
+    path_too
+        .then(|| find_on_path(name))
+        .flatten()
+        .ok_or_else(|| {
+            StartError::Missing(format!(
+                "{name} {version} (not built: run .ci/kube-apiserver, or set {var})"
+            ))
+        })
 }
 
-fn find_on_path(var: &str, name: &str) -> Option<PathBuf> {
-    if !var.is_empty()
-        && let Some(bin) = env::var_os(var).filter(|p| !p.is_empty())
-    {
-        return Some(PathBuf::from(bin));
-    }
+fn find_apiserver() -> Result<PathBuf, StartError> {
+    find_binary(
+        "KUBE_APISERVER_BIN",
+        "kube-apiserver",
+        "KUBE_APISERVER_VERSION",
+        KUBE_VERSION,
+        true,
+    )
+}
+
+/// The etcd built by `.ci/kube-apiserver`: not the system's, which may be older than
+/// kube-apiserver's streaming list needs (3.4.31 or 3.5.13 for watch progress requests).
+fn find_etcd() -> Result<PathBuf, StartError> {
+    find_binary(
+        "KUBE_ETCD_BIN",
+        "etcd",
+        "KUBE_ETCD_VERSION",
+        ETCD_VERSION,
+        false,
+    )
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
     env::var_os("PATH").and_then(|path| {
         env::split_paths(&path)
             .map(|dir| dir.join(name))
