@@ -258,14 +258,17 @@ fn main() {
         .unwrap();
     let n = pod_count();
     rt.block_on(async {
+        let started = Instant::now();
         let server = KubeApiServer::for_test_with(
             "kube_apiserver benchmark",
-            // Room for the benchmark's pods in the API server's watch cache is not needed (it
-            // lists); the default request limits are, for the creation.
             apiserver::Options::new(),
         )
         .await
         .expect("kube-apiserver is built (.ci/kube-apiserver)");
+        eprintln!(
+            "etcd and kube-apiserver ready in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         let client = server.client().await;
         populate(&client, n).await;
         let version = client.apiserver_version().await.expect("/version");
