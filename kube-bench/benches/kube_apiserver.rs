@@ -231,7 +231,7 @@ async fn measure<S: Side, F>(
         found += black_box(side.on_node(black_box(node)));
     }
     let by_node_us = t.elapsed().as_secs_f64() * 1e6 / nodes.len() as f64;
-    if n % NODES == 0 {
+    if n.is_multiple_of(NODES) {
         assert_eq!(
             found,
             nodes.len() * (n / NODES),
