@@ -290,7 +290,7 @@ impl KubeApiServer {
     fn start_etcd(&mut self, binary: &Path) -> Result<(), StartError> {
         let mut last = String::new();
         for _attempt in 0..3 {
-            let (client, peer) = (free_port()?, free_port()?);
+            let (client, peer) = free_port_pair()?;
             self.etcd.port = client;
             let log = fs::File::create(&self.etcd.log).map_err(failed)?;
             let client_url = format!("http://127.0.0.1:{client}");
@@ -656,6 +656,16 @@ fn free_port() -> Result<u16, StartError> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| failed(format!("no free port: {e}")))
+}
+
+/// Two distinct ports of 127.0.0.1 that were free a moment ago.
+fn free_port_pair() -> Result<(u16, u16), StartError> {
+    let bind =
+        || TcpListener::bind("127.0.0.1:0").map_err(|e| failed(format!("no free port: {e}")));
+    // Both held at once, so that they differ.
+    let (a, b) = (bind()?, bind()?);
+    let port = |l: &TcpListener| l.local_addr().map(|a| a.port()).map_err(failed);
+    Ok((port(&a)?, port(&b)?))
 }
 
 /// A plain HTTP/1.0 request on a loopback port; the body, or `None` on any failure.
