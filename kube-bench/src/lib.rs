@@ -45,7 +45,8 @@ pub const NAMESPACES: usize = 100;
 /// Pods per owning ReplicaSet.
 pub const PODS_PER_OWNER: usize = 10;
 
-fn template() -> Value {
+/// The recorded Pod every benchmark pod is made from.
+pub fn template_pod() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../cache-kube/tests/fixtures/list-page-1.json"
@@ -112,7 +113,7 @@ pub struct Recording {
 impl Recording {
     /// Records `n` pods.
     pub fn new(n: usize) -> Self {
-        let template = template();
+        let template = template_pod();
         let pages_n = n.div_ceil(PAGE);
         let resource_version = n as u64 + 1000;
         let mut pages = Vec::with_capacity(pages_n);
@@ -393,7 +394,7 @@ async fn drive<S: futures::Stream + Send>(stream: S, stop: CancellationToken) {
 
 /// `n` modified pods (a new version of pods `0..n`), for write pressure.
 pub fn modified_pods(n: usize, total: usize) -> Vec<Pod> {
-    let template = template();
+    let template = template_pod();
     (0..n)
         .map(|i| {
             let mut v = pod_json(&template, i % total, 10_000_000 + i as u64);
