@@ -16,6 +16,7 @@
 //! - [`controller`]: the rate-limited [`WorkQueue`] a controller works from.
 //! - [`informer`]: the [`SharedIndexInformer`]: one list+watch shared as an indexed cache and
 //!   as notifications to any number of handlers.
+//! - [`leader`]: leader election among a controller's replicas, with fencing tokens.
 //!
 //! # Example
 //!
@@ -62,6 +63,7 @@
 pub mod controller;
 pub mod index;
 pub mod informer;
+pub mod leader;
 pub mod lister;
 pub mod object;
 pub mod queue;
