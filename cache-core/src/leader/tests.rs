@@ -20,11 +20,14 @@ enum Mark {
 }
 
 /// Every term begun and ended, by whom, when, and with which token.
+/// Who, what, when, with which token.
+type Event = (usize, Mark, Instant, u64);
+
 #[derive(Default, Clone)]
-struct Timeline(Arc<Mutex<Vec<(usize, Mark, Instant, u64)>>>);
+struct Timeline(Arc<Mutex<Vec<Event>>>);
 
 impl Timeline {
-    fn events(&self) -> Vec<(usize, Mark, Instant, u64)> {
+    fn events(&self) -> Vec<Event> {
         self.0.lock().unwrap().clone()
     }
 
