@@ -17,6 +17,7 @@
 //! - [`informer`]: the [`SharedIndexInformer`]: one list+watch shared as an indexed cache and
 //!   as notifications to any number of handlers.
 //! - [`leader`]: leader election among a controller's replicas, with fencing tokens.
+//! - `endpoints` (feature `endpoints`): `/metrics`, `/healthz` and `/readyz` over HTTP.
 //!
 //! # Example
 //!
@@ -61,6 +62,9 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod controller;
+#[cfg(feature = "endpoints")]
+#[cfg_attr(docsrs, doc(cfg(feature = "endpoints")))]
+pub mod endpoints;
 pub mod index;
 pub mod informer;
 pub mod leader;
