@@ -541,33 +541,43 @@ impl LeaderElector {
     }
 
     /// Clears the holder, if this candidate still holds the lock, so another can take over at
-    /// once.
+    /// once. Retried every retry period until the renew deadline.
     async fn release(&mut self) {
-        let release = async {
-            let Some(current) = self.lock.get().await? else {
-                return Ok(false);
-            };
-            let Ok(record) = &current.record else {
-                return Ok(false);
-            };
-            if record.holder_identity != self.config.identity {
-                return Ok(false);
+        let deadline = Instant::now() + self.config.renew_deadline;
+        loop {
+            match tokio::time::timeout_at(deadline, self.release_once()).await {
+                Ok(Ok(true)) => return info!("Released the lock"),
+                Ok(Ok(false)) => return,
+                Ok(Err(error)) => debug!(%error, "releasing the lock failed"),
+                Err(_) => break,
             }
-            let released = LeaderRecord {
-                holder_identity: String::new(),
-                lease_duration: Duration::from_secs(1),
-                renew_time: SystemTime::now(),
-                ..record.clone()
-            };
-            self.lock.update(&current.version, &released).await?;
-            Ok::<_, LockError>(true)
-        };
-        match tokio::time::timeout(self.config.renew_deadline, release).await {
-            Ok(Ok(true)) => info!("Released the lock"),
-            Ok(Ok(false)) => {}
-            Ok(Err(error)) => warn!(%error, "could not release the lock"),
-            Err(_) => warn!("releasing the lock timed out"),
+            if Instant::now() + self.config.retry_period >= deadline {
+                break;
+            }
+            tokio::time::sleep(self.config.retry_period).await;
         }
+        warn!("could not release the lock: it expires by itself");
+    }
+
+    /// One attempt to release the lock; whether it was this candidate's to release.
+    async fn release_once(&self) -> Result<bool, LockError> {
+        let Some(current) = self.lock.get().await? else {
+            return Ok(false);
+        };
+        let Ok(record) = &current.record else {
+            return Ok(false);
+        };
+        if record.holder_identity != self.config.identity {
+            return Ok(false);
+        }
+        let released = LeaderRecord {
+            holder_identity: String::new(),
+            lease_duration: Duration::from_secs(1),
+            renew_time: SystemTime::now(),
+            ..record.clone()
+        };
+        self.lock.update(&current.version, &released).await?;
+        Ok(true)
     }
 
     /// Notes what the lock holds now, and when this candidate first saw this version of it.
