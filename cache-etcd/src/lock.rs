@@ -85,12 +85,19 @@ fn unavailable(error: &etcd_client::Error) -> LockError {
 /// use std::time::Duration;
 /// use cache_core::leader::{LeaderElectionConfig, LeaderElector};
 /// use cache_etcd::EtcdLock;
+/// use tokio_util::sync::CancellationToken;
 ///
-/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = cache_etcd::connect(&["http://127.0.0.1:2379"]).await?;
 /// let lease = Duration::from_secs(15);
 /// let lock = EtcdLock::new(client, "/leases/pod-controller", lease);
-/// let elector = LeaderElector::new(lock, LeaderElectionConfig::new("replica-a").lease_duration(lease))?;
+/// let config = LeaderElectionConfig::new("replica-a").lease_duration(lease);
+/// let elector = LeaderElector::new(lock, config)?;
+/// let leader = elector.handle();
+/// tokio::spawn(elector.run(CancellationToken::new()));
+/// let term = leader.started_leading().await.expect("running");
+/// println!("leading, fencing token {}", term.fencing_token());
 /// # Ok(()) }
 /// ```
 pub struct EtcdLock {
