@@ -257,8 +257,42 @@ async fn a_released_lock_is_taken_over_at_once() {
     timeline.assert_exclusive();
 }
 
+/// A subscriber that keeps the warnings logged on this thread: level, message and fields.
+#[derive(Default, Clone)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, " {}={value:?}", field.name());
+    }
+}
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::WARN
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_malformed_lock_of_another_holder_counts_as_held_until_it_expires() {
+    // Every task of this test runs on this thread: the subscriber sees their logs.
+    let warnings = Warnings::default();
+    let _logs = tracing::subscriber::set_default(warnings.clone());
     let lock = MemoryLock::new();
     lock.put_malformed(Some("someone-else"), "spec.leaseDurationSeconds: -3");
     let (timeline, stop) = (Timeline::default(), CancellationToken::new());
@@ -277,6 +311,23 @@ async fn a_malformed_lock_of_another_holder_counts_as_held_until_it_expires() {
     stop.cancel();
     tokio::time::sleep(RENEW).await;
     timeline.assert_exclusive();
+    // Each candidate logged the malformed record once (when it first saw it), with its holder
+    // and what is wrong with it.
+    let logged: Vec<String> = warnings
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|w| w.contains("malformed"))
+        .cloned()
+        .collect();
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    assert!(
+        logged
+            .iter()
+            .all(|w| w.contains("someone-else") && w.contains("-3")),
+        "{logged:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
