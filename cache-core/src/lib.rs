@@ -16,6 +16,8 @@
 //! - [`controller`]: the rate-limited [`WorkQueue`] a controller works from.
 //! - [`informer`]: the [`SharedIndexInformer`]: one list+watch shared as an indexed cache and
 //!   as notifications to any number of handlers.
+//! - [`leader`]: leader election among a controller's replicas, with fencing tokens.
+//! - `endpoints` (feature `endpoints`): `/metrics`, `/healthz` and `/readyz` over HTTP.
 //!
 //! # Example
 //!
@@ -61,8 +63,12 @@
 
 pub mod controller;
 mod engine;
+#[cfg(feature = "endpoints")]
+#[cfg_attr(docsrs, doc(cfg(feature = "endpoints")))]
+pub mod endpoints;
 pub mod index;
 pub mod informer;
+pub mod leader;
 pub mod lister;
 pub mod object;
 pub mod queue;

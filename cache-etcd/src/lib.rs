@@ -11,6 +11,8 @@
 //!   serde by default; any closure can decode instead.
 //! - [`KeyMapping`]: how an etcd key maps to an object key.
 //! - [`connect`]: a client with the keep-alive and failover settings a watch wants.
+//! - [`EtcdLock`]: a leader-election lock (etcd lease + revision-guarded key) for
+//!   [`cache_core::leader::LeaderElector`].
 //!
 //! This is a crate of its own, not a feature of `cache-core`, so that the core's dependency
 //! tree stays small: the etcd client brings tonic, prost and hyper, and its build needs
@@ -23,10 +25,12 @@ mod codec;
 mod error;
 mod key;
 mod list_watch;
+mod lock;
 
 pub use codec::{Codec, CodecError, EtcdObject, JsonCodec, Meta};
 pub use key::KeyMapping;
 pub use list_watch::{DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PAGE_SIZE, EtcdListWatch, connect};
+pub use lock::EtcdLock;
 
 /// The etcd client this crate is built on, re-exported so that your client is the same version.
 pub use etcd_client;

@@ -10,6 +10,8 @@
 //!   fallback to list+watch, and errors mapped onto
 //!   [`SourceErrorKind`](cache_core::source::SourceErrorKind)s ([`error_from_status`]).
 //! - [`KubeObject<K>`]: caches a whole object under its `namespace/name` key.
+//! - [`KubeLeaseLock`]: a leader-election lock on a `coordination.k8s.io/v1` Lease, for
+//!   [`cache_core::leader::LeaderElector`].
 //! - [`KubeListWatch::map`]: caches a compact type of your own instead (one that derives
 //!   `Indexed`), made from each object before it is stored: it drops managed fields and
 //!   everything else you do not read.
@@ -31,11 +33,13 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod error;
+mod lease;
 mod object;
 mod source;
 mod wire;
 
 pub use error::{error_from_kube, error_from_status};
+pub use lease::KubeLeaseLock;
 pub use object::{KubeObject, MissingName, object_key, resource_version};
 pub use source::{DEFAULT_WATCH_TIMEOUT, IDLE_GRACE, KubeListWatch};
 pub use wire::INITIAL_EVENTS_END;

@@ -7,6 +7,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use super::WorkQueue;
+use crate::leader::Leadership;
 use crate::object::Object;
 use crate::store::Cache;
 
@@ -94,6 +95,7 @@ pub(crate) struct Shared<T: Object> {
 pub struct Context<T: Object, D> {
     shared: Arc<Shared<T>>,
     data: Arc<D>,
+    term: Option<Leadership>,
 }
 
 impl<T: Object, D> Clone for Context<T, D> {
@@ -101,13 +103,26 @@ impl<T: Object, D> Clone for Context<T, D> {
         Self {
             shared: self.shared.clone(),
             data: self.data.clone(),
+            term: self.term.clone(),
         }
     }
 }
 
 impl<T: Object, D> Context<T, D> {
-    pub(crate) fn new(shared: Arc<Shared<T>>, data: Arc<D>) -> Self {
-        Self { shared, data }
+    pub(crate) fn new(shared: Arc<Shared<T>>, data: Arc<D>, term: Option<Leadership>) -> Self {
+        Self { shared, data, term }
+    }
+
+    /// The term of leadership this reconcile runs under, when the controller runs under
+    /// [leader election](super::Controller::leader_election); `None` otherwise.
+    pub fn leadership(&self) -> Option<&Leadership> {
+        self.term.as_ref()
+    }
+
+    /// The fencing token of the term this reconcile runs under (see
+    /// [`Leadership::fencing_token`]): pass it with writes that a replaced leader must not make.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.term.as_ref().map(Leadership::fencing_token)
     }
 
     /// The user's data, as given to [`Controller::run`](super::Controller::run).

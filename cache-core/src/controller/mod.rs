@@ -69,3 +69,6 @@ mod tests;
 
 #[cfg(test)]
 mod runtime_tests;
+
+#[cfg(test)]
+mod leader_tests;

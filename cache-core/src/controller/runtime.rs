@@ -23,6 +23,7 @@ use super::action::{Action, Kind};
 use super::context::{CacheMap, Context, Shared};
 use super::telemetry::{ReconcileMetrics, StoreMetrics, WorkQueueMetrics};
 use super::{RateLimiter, WorkQueue};
+use crate::leader::{ElectionState, LeaderElector, LeaderHandle, Leadership};
 use crate::object::Object;
 use crate::reflector::{Reflector, ReflectorStats};
 use crate::store::Cache;
@@ -77,6 +78,9 @@ pub struct ControllerStats {
     pub skipped: u64,
     /// Reconciles still running when the shutdown timeout passed, and so dropped.
     pub aborted: u64,
+    /// Reconciles stopped because this replica's leadership ended while they ran (see
+    /// [`Controller::leader_election`]).
+    pub interrupted: u64,
     /// Reconciles running now.
     pub in_flight: usize,
 }
@@ -102,6 +106,7 @@ struct Status {
     panics: AtomicU64,
     skipped: AtomicU64,
     aborted: AtomicU64,
+    interrupted: AtomicU64,
     in_flight: AtomicUsize,
 }
 
@@ -115,6 +120,7 @@ impl Status {
             panics: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
+            interrupted: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
         }
     }
@@ -127,6 +133,7 @@ impl Status {
             panics: self.panics.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
             aborted: self.aborted.load(Ordering::Relaxed),
+            interrupted: self.interrupted.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
         }
     }
@@ -283,6 +290,7 @@ pub struct Controller<T: Object> {
     rate_limiter: Option<Box<dyn RateLimiter<T::Key>>>,
     metrics_interval: Duration,
     shutdown_timeout: Option<Duration>,
+    elector: Option<LeaderElector>,
     status: Arc<Status>,
 }
 
@@ -332,6 +340,7 @@ impl<T: Object> Controller<T> {
             rate_limiter: None,
             metrics_interval: DEFAULT_METRICS_INTERVAL,
             shutdown_timeout: None,
+            elector: None,
             status: Arc::new(Status::new()),
         }
     }
@@ -458,6 +467,67 @@ impl<T: Object> Controller<T> {
         self
     }
 
+    /// Runs the controller as one replica among several: `elector` campaigns for leadership
+    /// while the controller runs, and only the leader reconciles.
+    ///
+    /// - **Warm standby.** Every replica waits for its caches and follows its triggers; a
+    ///   follower queues keys but reconciles nothing. A replica that becomes leader reconciles
+    ///   every object of its primary cache once, then follows its triggers.
+    /// - **Stops in time.** When its term ends (the renew deadline passed, another holder,
+    ///   cancellation), every reconcile of that term is stopped at its next `.await` and counted
+    ///   in [`ControllerStats::interrupted`]: by then no other replica can have taken over (the
+    ///   lease duration is longer than the renew deadline).
+    /// - **Fencing.** A reconcile reads its term from [`Context::leadership`] and its token
+    ///   from [`Context::fencing_token`], to guard its writes.
+    /// - **Shutdown.** On cancellation the reconciles in flight finish under the current term,
+    ///   then the elector ends it (releasing the lock if so configured).
+    /// - **Metrics.** The elector reports `leader_election_master_status` and
+    ///   `leader_election_transitions_total` ([`leader::names`](crate::leader::names)).
+    ///
+    /// Keep [`LeaderElector::handle`] (before passing the elector) to watch the election.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cache_core::controller::{Action, Context, Controller};
+    /// use cache_core::leader::{LeaderElectionConfig, LeaderElector, MemoryLock};
+    /// use cache_core::{Cache, Indexed};
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// #[derive(Debug, Indexed)]
+    /// struct Pod { #[key] name: String }
+    ///
+    /// async fn reconcile(pod: Arc<Pod>, ctx: Context<Pod, ()>) -> Result<Action, std::convert::Infallible> {
+    ///     let token = ctx.fencing_token().expect("only the leader reconciles");
+    ///     println!("{} under token {token}", pod.name);
+    ///     Ok(Action::await_change())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cache = Arc::new(Cache::<Pod>::new());
+    /// cache.add(Arc::new(Pod { name: "web".into() }))?;
+    /// let lock = MemoryLock::new(); // an etcd or a Kubernetes lock across processes
+    /// let elector = LeaderElector::new(lock.connect(), LeaderElectionConfig::new("replica-a"))?;
+    /// let leader = elector.handle();
+    /// let controller = Controller::for_cache(cache).leader_election(elector);
+    /// let handle = controller.handle();
+    /// let stop = CancellationToken::new();
+    /// let run = tokio::spawn(controller.run(reconcile, Arc::new(()), stop.clone()));
+    /// leader.started_leading().await;
+    /// while handle.stats().reconciles < 1 {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// stop.cancel();
+    /// run.await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn leader_election(mut self, elector: LeaderElector) -> Self {
+        self.elector = Some(elector);
+        self
+    }
+
     /// A handle on the controller's readiness and counters, to keep while it runs.
     pub fn handle(&self) -> ControllerHandle {
         ControllerHandle {
@@ -551,6 +621,12 @@ impl<T: Object> Controller<T> {
             concurrency: self.concurrency,
             metrics_interval: self.metrics_interval,
             shutdown_timeout: self.shutdown_timeout,
+            // The elector's metrics are registered now, with the recorder installed now.
+            elector: self.elector.map(|elector| {
+                let stop = CancellationToken::new();
+                let handle = elector.handle();
+                (handle, elector.run(stop.clone()).boxed(), stop)
+            }),
             status: self.status,
         };
         runner.run(worker, cancel)
@@ -602,7 +678,7 @@ where
     P: Fn(Arc<T>, &E, &Context<T, D>) -> Action + Send + Sync + 'static,
 {
     /// Reconciles `obj`, whose key `key` was handed out by the queue, and applies the outcome.
-    async fn reconcile(self: Arc<Self>, key: T::Key, obj: Arc<T>) {
+    async fn reconcile(self: Arc<Self>, key: T::Key, obj: Arc<T>, term: Option<Leadership>) {
         let queue = &self.shared.queue;
         let _in_flight = InFlight::<T> {
             key: &key,
@@ -610,11 +686,25 @@ where
             status: &self.status,
             metrics: &self.metrics,
         };
-        let ctx = Context::new(self.shared.clone(), self.data.clone());
+        let ctx = Context::new(self.shared.clone(), self.data.clone(), term.clone());
         let started = Instant::now();
-        let outcome = AssertUnwindSafe(async { (self.reconcile)(obj.clone(), ctx.clone()).await })
-            .catch_unwind()
-            .await;
+        let run = AssertUnwindSafe(async { (self.reconcile)(obj.clone(), ctx.clone()).await })
+            .catch_unwind();
+        let outcome = match &term {
+            None => run.await,
+            Some(term) => {
+                tokio::select! {
+                    biased;
+                    () = term.lost() => {
+                        // The term ended: stop here; the next leader reconciles it again.
+                        self.status.interrupted.fetch_add(1, Ordering::Relaxed);
+                        debug!(?key, "leadership lost: reconcile stopped");
+                        return;
+                    }
+                    outcome = run => outcome,
+                }
+            }
+        };
         self.metrics.time.record(started.elapsed().as_secs_f64());
         self.status.reconciles.fetch_add(1, Ordering::Relaxed);
         let (action, succeeded) = match outcome {
@@ -690,7 +780,22 @@ struct Runner<T: Object> {
     concurrency: usize,
     metrics_interval: Duration,
     shutdown_timeout: Option<Duration>,
+    /// The elector's handle, its `run` future and the token that stops it.
+    elector: Option<(LeaderHandle, BoxFuture<'static, ()>, CancellationToken)>,
     status: Arc<Status>,
+}
+
+/// The next term of an election, when it changes; `None` once the elector is gone.
+async fn next_term(
+    election: &mut watch::Receiver<ElectionState>,
+    current: Option<&Leadership>,
+) -> Option<Option<Leadership>> {
+    let token = |term: Option<&Leadership>| term.map(Leadership::fencing_token);
+    let state = election
+        .wait_for(|state| token(state.leadership.as_ref()) != token(current))
+        .await
+        .ok()?;
+    Some(state.leadership.clone())
 }
 
 impl<T: Object> Runner<T> {
@@ -746,10 +851,46 @@ impl<T: Object> Runner<T> {
             let mut tasks = JoinSet::new();
             let mut tick = tokio::time::interval(self.metrics_interval);
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            // Under leader election: the elector runs beside the loop, and `term` is this
+            // replica's current term (reconciles only while it is valid).
+            let (elector, elector_stop) = match self.elector.take() {
+                Some((handle, run, stop)) => (Some((handle, run)), stop),
+                None => (None, CancellationToken::new()),
+            };
+            let _elector_guard = elector_stop.clone().drop_guard();
+            let mut election = elector.map(|(handle, run)| {
+                let task = tokio::spawn(run.in_current_span());
+                (handle.watch(), task)
+            });
+            let elected = election.is_some();
+            let mut term: Option<Leadership> = None;
             loop {
-                let take_work = is_ready && tasks.len() < self.concurrency;
+                let leading = !elected || term.as_ref().is_some_and(Leadership::is_valid);
+                let take_work = is_ready && leading && tasks.len() < self.concurrency;
                 tokio::select! {
                     () = cancel.cancelled() => break,
+                    next = async {
+                        match election.as_mut() {
+                            Some((rx, _)) => next_term(rx, term.as_ref()).await,
+                            None => std::future::pending().await,
+                        }
+                    } => match next {
+                        Some(next) => {
+                            if let Some(old) = &term {
+                                info!(token = old.fencing_token(), "Leadership ended: reconciles stopped");
+                            }
+                            if let Some(new) = &next {
+                                info!(token = new.fencing_token(), "Leading: reconciling every object");
+                                self.queue_all();
+                            }
+                            term = next;
+                        }
+                        None => {
+                            error!("the leader elector stopped: this replica reconciles no more");
+                            term = None;
+                            election = None;
+                        }
+                    },
                     _ = &mut ready, if !is_ready => {
                         is_ready = true;
                         self.queue_all();
@@ -762,7 +903,7 @@ impl<T: Object> Runner<T> {
                     key = self.queue.get(), if take_work => {
                         // The queue is shut down only below.
                         let Some(key) = key else { break };
-                        self.dispatch(&worker, &mut tasks, key);
+                        self.dispatch(&worker, &mut tasks, key, term.clone());
                     }
                     _ = tick.tick() => self.sample_stores(),
                 }
@@ -791,6 +932,11 @@ impl<T: Object> Runner<T> {
                     .fetch_add(aborted as u64, Ordering::Relaxed);
                 tasks.shutdown().await;
             }
+            // The reconciles are over: now the term may end, and the lock be released.
+            elector_stop.cancel();
+            if let Some((_, task)) = election {
+                let _ = task.await;
+            }
             self.sample_stores();
             self.status.set_phase(Phase::Stopped);
             let stats = self.status.stats();
@@ -811,6 +957,7 @@ impl<T: Object> Runner<T> {
         worker: &Arc<Worker<T, D, F, P>>,
         tasks: &mut JoinSet<()>,
         key: T::Key,
+        term: Option<Leadership>,
     ) where
         D: Send + Sync + 'static,
         E: fmt::Display + Send + 'static,
@@ -828,6 +975,6 @@ impl<T: Object> Runner<T> {
         };
         self.status.in_flight.fetch_add(1, Ordering::Relaxed);
         worker.metrics.active.increment(1.0);
-        tasks.spawn(worker.clone().reconcile(key, obj).in_current_span());
+        tasks.spawn(worker.clone().reconcile(key, obj, term).in_current_span());
     }
 }

@@ -780,7 +780,7 @@ impl HistogramFn for Histo {
 
 /// A recorder that keeps every metric in memory, by name and sorted labels.
 #[derive(Default)]
-struct TestRecorder {
+pub(super) struct TestRecorder {
     counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
     gauges: Mutex<HashMap<String, Arc<AtomicU64>>>,
     histograms: Mutex<HashMap<String, Arc<Histo>>>,
@@ -806,7 +806,7 @@ fn slot<M: Default>(metrics: &Mutex<HashMap<String, Arc<M>>>, key: &Key) -> Arc<
 }
 
 impl TestRecorder {
-    fn counter(&self, key: &str) -> u64 {
+    pub(super) fn counter(&self, key: &str) -> u64 {
         self.counters
             .lock()
             .unwrap()
@@ -815,7 +815,7 @@ impl TestRecorder {
             .load(Ordering::SeqCst)
     }
 
-    fn gauge(&self, key: &str) -> f64 {
+    pub(super) fn gauge(&self, key: &str) -> f64 {
         f64::from_bits(
             self.gauges
                 .lock()

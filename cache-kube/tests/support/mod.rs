@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use http_body_util::StreamBody;
 use http_body_util::combinators::UnsyncBoxBody as BoxBody;
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -76,6 +76,10 @@ impl Reply {
 /// A request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The method.
+    pub method: http::Method,
+    /// The request body (empty for a GET).
+    pub body: String,
     /// The path, without the query.
     pub path: String,
     /// The query parameters.
@@ -166,7 +170,16 @@ impl ApiServer {
                 tokio::spawn(async move {
                     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let script = script.clone();
-                        async move { Ok::<_, Infallible>(Self::handle(&script, &req)) }
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let body = String::from_utf8_lossy(&body).into_owned();
+                            Ok::<_, Infallible>(Self::handle(&script, &parts, body))
+                        }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -183,17 +196,20 @@ impl ApiServer {
 
     fn handle(
         script: &Mutex<Script>,
-        req: &http::Request<hyper::body::Incoming>,
+        req: &http::request::Parts,
+        body: String,
     ) -> http::Response<Body> {
         let query = req
-            .uri()
+            .uri
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
         let seen = Seen {
-            path: req.uri().path().to_owned(),
+            method: req.method.clone(),
+            body,
+            path: req.uri.path().to_owned(),
             query,
-            headers: req.headers().clone(),
+            headers: req.headers.clone(),
         };
         let watch = seen.is_watch();
         let mut script = script.lock().unwrap();
@@ -214,7 +230,8 @@ impl ApiServer {
         }
     }
 
-    /// Queues the reply to the next list request.
+    /// Queues the reply to the next request that is not a watch (a list, or a get, create or
+    /// update of one object).
     pub fn on_list(&self, reply: Reply) -> &Self {
         self.script.lock().unwrap().lists.push_back(reply);
         self
