@@ -3,7 +3,8 @@
 //! client-go-style baseline), then a run of single-object updates.
 //!
 //! `cargo bench -p cache-core --bench write_profile --no-run` builds it; run the binary with
-//! `[cache|baseline] [same|moved] [updates]`. The updates run in `updates_cache` /
+//! `[cache|baseline] [same|moved|get] [updates]`, or `[cache|baseline] throughput [seconds]`
+//! for one writer thread updating and one reader thread reading, side by side, for that long. The updates run in `updates_cache` /
 //! `updates_baseline`, so `--toggle-collect` can count them alone.
 
 mod support;
@@ -70,6 +71,10 @@ fn main() {
             o.next(10 * N as u64 + i as u64, node)
         })
         .collect();
+    if mode == "throughput" {
+        throughput(target, &base, count.min(600));
+        return;
+    }
     match (target, mode) {
         ("cache", "get") => {
             let cache = workload::cache();
@@ -96,4 +101,64 @@ fn main() {
             println!("{}", b.len());
         }
     }
+}
+
+/// One writer thread updating random objects and one reader thread getting random keys, for
+/// `seconds`; prints both rates.
+fn throughput(target: &str, base: &[Arc<Obj>], seconds: usize) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    let order = workload::order(N, 11);
+    let keys: Vec<cache_core::ObjectKey> = order.iter().map(|&i| cache_core::Object::key(&*base[i])).collect();
+    let strings: Vec<String> = order.iter().map(|&i| base[i].key_string()).collect();
+    let cache = workload::cache();
+    let b = Baseline::new();
+    if target == "cache" {
+        cache.replace(base.to_vec(), None).expect("no unique index");
+    } else {
+        b.replace(base.to_vec(), None);
+    }
+    let stop = AtomicBool::new(false);
+    let (writes, reads) = (AtomicU64::new(0), AtomicU64::new(0));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut n = 0u64;
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let o = base[order[i % N]].next(10 * N as u64 + n, None);
+                if target == "cache" {
+                    cache.update(o).expect("no unique index");
+                } else {
+                    b.update(o);
+                }
+                n += 1;
+                i += 1;
+            }
+            writes.store(n, Ordering::Relaxed);
+        });
+        s.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let k = n as usize % N;
+                let found = if target == "cache" {
+                    cache.get_by_key(&keys[k]).is_some()
+                } else {
+                    b.get_by_key(&strings[k]).is_some()
+                };
+                black_box(found);
+                n += 1;
+            }
+            reads.store(n, Ordering::Relaxed);
+        });
+        std::thread::sleep(Duration::from_secs(seconds as u64));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{target}: writer {:.0} updates/s, reader {:.0} gets/s",
+        writes.load(Ordering::Relaxed) as f64 / secs,
+        reads.load(Ordering::Relaxed) as f64 / secs
+    );
 }

@@ -68,8 +68,11 @@ fn pod(ns: &str, name: &str, rv: u64) -> Pod {
     }
 }
 
+/// The names of `pods`, sorted: index queries answer in no particular order.
 fn names(pods: &[Arc<Pod>]) -> Vec<&str> {
-    pods.iter().map(|p| p.name.as_str()).collect()
+    let mut v: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+    v.sort_unstable();
+    v
 }
 
 fn check(cache: &Cache<Pod>) {
@@ -626,8 +629,13 @@ mod model {
         ]
     }
 
+    /// The same objects (not copies), in any order.
     fn same<T>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+        let mut a: Vec<*const T> = a.iter().map(Arc::as_ptr).collect();
+        let mut b: Vec<*const T> = b.iter().map(Arc::as_ptr).collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        a == b
     }
 
     proptest! {
