@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use cache_core::informer::{EventHandler, QueueKind, SharedIndexInformer};
 use cache_core::{Cache, DeletedObject, ObjectKey, ResourceVersion};
-use criterion::{BatchSize, Criterion};
+use criterion::{BatchSize, Criterion, SamplingMode};
 use tokio_util::sync::CancellationToken;
 
 use support::pods::{self, EVENTS, OBJECTS, Pod};
@@ -231,7 +231,8 @@ fn bench_size(c: &mut Criterion, d: &Data, measured: &mut Vec<Measured>) {
                     f: &mut dyn FnMut(&mut criterion::Bencher<'_>)| {
         let mut g = c.benchmark_group(group_name(name));
         if let Some(s) = samples {
-            g.sample_size(s);
+            // Long iterations: equal sample sizes, as the Go harness then measures.
+            g.sample_size(s).sampling_mode(SamplingMode::Flat);
         }
         g.bench_function(&d.label, |b| f(b));
         g.finish();
@@ -462,7 +463,7 @@ fn bench_informer(c: &mut Criterion, measured: &mut Vec<Measured>) {
     let source = pods::source(true);
     {
         let mut g = c.benchmark_group(group_name("informer_initial_sync"));
-        g.sample_size(10);
+        g.sample_size(10).sampling_mode(SamplingMode::Flat);
         g.bench_function(label(OBJECTS), |b| {
             b.iter_with_large_drop(|| {
                 rt.block_on(async {
@@ -512,6 +513,7 @@ fn bench_informer(c: &mut Criterion, measured: &mut Vec<Measured>) {
     let mut last = None;
     {
         let mut g = c.benchmark_group(group_name("informer_watch_event"));
+        g.sampling_mode(SamplingMode::Flat);
         g.bench_function(label(OBJECTS), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
