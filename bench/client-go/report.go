@@ -288,7 +288,7 @@ func GnuplotScript(svg, data string, rows []Row, title string) string {
 	lo, hi := 0.5, 2.0
 	for _, r := range rows {
 		v, _ := r.Ratio()
-		for v > 0 && v < lo*1.5 {
+		for v > 0 && v < lo*3 {
 			lo /= 2
 		}
 		for v > hi/3 {
@@ -309,7 +309,7 @@ set title %q
 set logscale x 2
 set xrange [%g:%g]
 set xtics (%s)
-set xlabel "ours / client-go, median time or bytes (left of 1: ours is faster or smaller)"
+set xlabel "ours / client-go (below 1: ours is faster or smaller)"
 set yrange [-0.7:%f]
 set ytics nomirror
 set grid xtics
@@ -317,8 +317,9 @@ set key off
 set style fill solid 0.8 border -1
 set arrow from 1,-0.7 to 1,%f nohead lw 2 lc rgb "black"
 plot %q using (sqrt($2)):0:($2 < 1 ? $2 : 1):($2 < 1 ? 1 : $2):($0-0.35):($0+0.35):($2 <= 1 ? 2792847 : 15167313):ytic(1) with boxxyerror lc rgb variable, \
-     %q using ($2 <= 1 ? $2 / 1.12 : $2 * 1.08):0:3 with labels font "sans,10" offset 0,0 left
-`, height, svg, title, lo, hi, strings.Join(tics, ", "), float64(count)-0.3, float64(count)-0.3, data, data)
+     %q using ($2 * 1.08):0:($2 > 1 ? stringcolumn(3) : "") with labels font "sans,10" left, \
+     %q using ($2 / 1.08):0:($2 > 1 ? "" : stringcolumn(3)) with labels font "sans,10" right
+`, height, svg, title, lo, hi, strings.Join(tics, ", "), float64(count)-0.3, float64(count)-0.3, data, data, data)
 }
 
 // GnuplotData is the chart's data: one line per bar, label, ratio and the ratio as text; the
