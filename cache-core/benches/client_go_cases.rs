@@ -1,0 +1,603 @@
+//! Our side of the comparison with the real client-go (`bench/compare`): every case of the Go
+//! harness in `bench/client-go`, under the same name, on our `Cache` and our
+//! `SharedIndexInformer`, with the same workload (`support/workload.rs` for the cache cases,
+//! `support/pods.rs` for the informer cases).
+//!
+//! Run with `cargo bench -p cache-core --bench client_go_cases`. Each case's criterion median
+//! is written as one JSON line (the Go harness writes the same lines) to the file named by
+//! `CLIENT_GO_COMPARE_OUT`, or to standard output. `BENCH_SIZES=10000` (comma-separated)
+//! restricts the sizes; `CLIENT_GO_COMPARE_QUICK=1` measures briefly.
+#![allow(missing_docs)]
+
+mod support;
+
+use std::hint::black_box;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cache_core::informer::{EventHandler, QueueKind, SharedIndexInformer};
+use cache_core::{Cache, DeletedObject, ObjectKey, ResourceVersion};
+use criterion::{BatchSize, Criterion, SamplingMode};
+use tokio_util::sync::CancellationToken;
+
+use support::pods::{self, EVENTS, OBJECTS, Pod};
+use support::workload::{self, NODES, Obj, namespace_name, node_name};
+
+/// Operations per timed iteration of the single-object cases, as in the Go harness.
+const BATCH: usize = 1024;
+
+/// One size's data, as the Go harness' `Data`.
+struct Data {
+    n: usize,
+    label: String,
+    base: Vec<Arc<Obj>>,
+    same: Vec<Arc<Obj>>,
+    moved: Vec<Arc<Obj>>,
+    keys: Vec<ObjectKey>,
+    order: Vec<usize>,
+    node_values: Vec<String>,
+    ns_values: Vec<String>,
+}
+
+impl Data {
+    fn new(n: usize) -> Self {
+        let base = workload::objects(n);
+        let same = base
+            .iter()
+            .enumerate()
+            .map(|(i, o)| o.next(2 * n as u64 + i as u64, None))
+            .collect();
+        let moved = base
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let node: usize = o.node["node-".len()..].parse().unwrap_or(0);
+                o.next(4 * n as u64 + i as u64, Some((node + 1 + i % 7) % NODES))
+            })
+            .collect();
+        let keys = base.iter().map(|o| cache_core::Object::key(&**o)).collect();
+        let node_values = workload::order(NODES, 1)
+            .into_iter()
+            .map(node_name)
+            .collect();
+        let ns_values = workload::order(workload::NAMESPACES, 2)
+            .into_iter()
+            .map(namespace_name)
+            .collect();
+        Self {
+            n,
+            label: label(n),
+            base,
+            same,
+            moved,
+            keys,
+            order: workload::order(n, 3),
+            node_values,
+            ns_values,
+        }
+    }
+
+    fn rv(&self) -> Option<ResourceVersion> {
+        Some((self.n as u64).into())
+    }
+
+    fn filled(&self) -> Cache<Obj> {
+        let cache = workload::cache();
+        cache
+            .replace(self.base.clone(), self.rv())
+            .expect("no unique index");
+        cache
+    }
+
+    /// The Go harness' fingerprint of the workload (FNV-1a over every field that shapes the
+    /// runs): equal on both sides when both built the same objects in the same order.
+    fn fingerprint(&self) -> String {
+        let mut h: u64 = 0xcbf29ce484222325;
+        let mut mix = |bytes: &[u8]| {
+            for b in bytes {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x100000001b3);
+            }
+            h ^= 0xff;
+            h = h.wrapping_mul(0x100000001b3);
+        };
+        for o in &self.base {
+            mix(o.namespace.as_bytes());
+            mix(o.name.as_bytes());
+            mix(o.node.as_bytes());
+            mix(o.rv.as_str().as_bytes());
+            mix(&o.payload);
+        }
+        for i in &self.order {
+            mix(i.to_string().as_bytes());
+        }
+        for v in self.node_values.iter().chain(&self.ns_values) {
+            mix(v.as_bytes());
+        }
+        format!("{h:016x}")
+    }
+
+    /// Checks, for a sample of the objects, that the cache holds one of the allowed versions of
+    /// each and finds it by its node and its namespace.
+    fn check(&self, cache: &Cache<Obj>, allowed: &[&[Arc<Obj>]]) {
+        assert_eq!(cache.len(), self.n);
+        for i in (0..self.n).step_by(self.n / 1000 + 1) {
+            let o = cache
+                .get_by_key(&self.keys[i])
+                .expect("every key is cached");
+            assert!(allowed.iter().any(|a| Arc::ptr_eq(&a[i], &o)));
+            for (index, value) in [("node", &o.node), ("namespace", &o.namespace)] {
+                let found = cache.by_index(index, value).expect("the index exists");
+                assert!(found.iter().any(|x| Arc::ptr_eq(x, &o)));
+            }
+        }
+    }
+}
+
+fn label(n: usize) -> String {
+    if n.is_multiple_of(1000) {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
+
+fn sizes() -> Vec<usize> {
+    std::env::var("BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![10_000, 100_000])
+}
+
+fn quick() -> bool {
+    std::env::var("CLIENT_GO_COMPARE_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Where criterion keeps its estimates.
+fn criterion_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return home.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("criterion")
+}
+
+/// A measured case: its name in both harnesses, its size, its unit and how many elements one
+/// criterion iteration handles (the value is the median divided by it, times `scale`).
+struct Measured {
+    case: &'static str,
+    n: usize,
+    unit: &'static str,
+    per_iteration: f64,
+}
+
+/// The criterion group of a case.
+fn group_name(case: &str) -> String {
+    format!("client_go_compare_{case}")
+}
+
+/// The median of one case from criterion's saved estimates, in the case's unit.
+fn median(dir: &Path, m: &Measured) -> Option<f64> {
+    let path = dir
+        .join(group_name(m.case))
+        .join(label(m.n))
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let ns = json["median"]["point_estimate"].as_f64()?;
+    Some(ns / m.per_iteration)
+}
+
+/// The output: one JSON line per result.
+struct Out(Box<dyn Write>);
+
+impl Out {
+    fn open() -> Self {
+        match std::env::var_os("CLIENT_GO_COMPARE_OUT") {
+            Some(path) => Self(Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("the output file opens"),
+            )),
+            None => Self(Box::new(std::io::stdout())),
+        }
+    }
+
+    fn line(&mut self, case: &str, n: usize, unit: &str, value: f64, fingerprint: Option<&str>) {
+        let mut json = serde_json::json!({
+            "side": "ours", "case": case, "n": n, "unit": unit, "value": value,
+        });
+        if let Some(f) = fingerprint {
+            json["fingerprint"] = f.into();
+        }
+        writeln!(self.0, "{json}").expect("the output is written");
+    }
+}
+
+fn bench_size(c: &mut Criterion, d: &Data, measured: &mut Vec<Measured>) {
+    let mut case = |c: &mut Criterion,
+                    name: &'static str,
+                    unit: &'static str,
+                    per_iteration: f64,
+                    samples: Option<usize>,
+                    f: &mut dyn FnMut(&mut criterion::Bencher<'_>)| {
+        let mut g = c.benchmark_group(group_name(name));
+        if let Some(s) = samples {
+            // Long iterations: equal sample sizes, as the Go harness then measures.
+            g.sample_size(s).sampling_mode(SamplingMode::Flat);
+        }
+        g.bench_function(&d.label, |b| f(b));
+        g.finish();
+        measured.push(Measured {
+            case: name,
+            n: d.n,
+            unit,
+            per_iteration,
+        });
+    };
+    let batch = BATCH as f64;
+    let n = d.n as f64;
+
+    {
+        let cache = d.filled();
+        let mut pos = 0;
+        case(c, "get_by_key", "ns/op", batch, None, &mut |b| {
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    pos = (pos + 1) % d.n;
+                    let got = cache.get_by_key(&d.keys[d.order[pos]]);
+                    assert!(got.is_some());
+                    black_box(got);
+                }
+            })
+        });
+        d.check(&cache, &[&d.base]);
+    }
+
+    for (name, other) in [("update_same", &d.same), ("update_move", &d.moved)] {
+        let cache = d.filled();
+        let (mut flip, mut pos) = (vec![false; d.n], 0);
+        case(c, name, "ns/op", batch, None, &mut |b| {
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    pos = (pos + 1) % d.n;
+                    let i = d.order[pos];
+                    flip[i] = !flip[i];
+                    let o = if flip[i] { &other[i] } else { &d.base[i] };
+                    cache.update(o.clone()).expect("no unique index");
+                }
+            })
+        });
+        d.check(&cache, &[&d.base, other]);
+    }
+
+    {
+        let cache = d.filled();
+        let mut pos = 0;
+        case(c, "add_delete", "ns/pair", batch, None, &mut |b| {
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    pos = (pos + 1) % d.n;
+                    let o = &d.base[d.order[pos]];
+                    cache.delete(o.clone()).expect("no unique index");
+                    cache.add(o.clone()).expect("no unique index");
+                }
+            })
+        });
+        d.check(&cache, &[&d.base]);
+    }
+
+    {
+        let cache = d.filled();
+        case(c, "replace", "ns/object", n, Some(10), &mut |b| {
+            b.iter_batched(
+                || d.base.clone(),
+                |items| cache.replace(items, d.rv()).expect("no unique index"),
+                BatchSize::PerIteration,
+            )
+        });
+        d.check(&cache, &[&d.base]);
+    }
+
+    {
+        let cache = d.filled();
+        case(c, "list", "ns/object", n, None, &mut |b| {
+            b.iter(|| {
+                let l = cache.list();
+                assert_eq!(l.len(), d.n);
+                black_box(l)
+            })
+        });
+    }
+
+    for (name, index, values) in [
+        ("by_index_namespace", "namespace", &d.ns_values),
+        ("by_index_node", "node", &d.node_values),
+    ] {
+        let cache = d.filled();
+        case(c, name, "ns/object", n, None, &mut |b| {
+            b.iter(|| {
+                let mut returned = 0;
+                for v in values {
+                    let l = cache.by_index(index, v).expect("the index exists");
+                    returned += l.len();
+                    black_box(l);
+                }
+                assert_eq!(returned, d.n);
+            })
+        });
+    }
+
+    for (name, index) in [
+        ("index_values_namespace", "namespace"),
+        ("index_values_node", "node"),
+    ] {
+        let cache = d.filled();
+        let want = {
+            let mut v: Vec<&str> = d
+                .base
+                .iter()
+                .map(|o| {
+                    if index == "node" {
+                        &o.node
+                    } else {
+                        &o.namespace
+                    }
+                    .as_str()
+                })
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v.len()
+        };
+        case(c, name, "ns/call", 1.0, None, &mut |b| {
+            b.iter(|| {
+                let v = cache.index_values(index).expect("the index exists");
+                assert_eq!(v.len(), want);
+                black_box(v)
+            })
+        });
+    }
+
+    {
+        let cache = d.filled();
+        let reads = |iters: u64| {
+            let start = Instant::now();
+            let mut pos = 0;
+            for _ in 0..iters {
+                for _ in 0..BATCH {
+                    pos = (pos + 7919) % d.n;
+                    let got = cache.get_by_key(&d.keys[d.order[pos]]);
+                    assert!(got.is_some());
+                    black_box(got);
+                }
+            }
+            start.elapsed()
+        };
+        case(c, "reader_get_idle", "ns/op", batch, None, &mut |b| {
+            b.iter_custom(reads)
+        });
+        let writes = AtomicU64::new(0);
+        case(c, "reader_get_busy", "ns/op", batch, None, &mut |b| {
+            b.iter_custom(|iters| with_writer(d, &cache, &writes, || reads(iters)))
+        });
+        assert!(writes.load(Ordering::Relaxed) > 0, "the writer wrote");
+        d.check(&cache, &[&d.base]);
+    }
+}
+
+/// Runs `read` while another thread updates flat out (moving objects between nodes), then puts
+/// every object back at its base version.
+fn with_writer<R: Send>(
+    d: &Data,
+    cache: &Cache<Obj>,
+    writes: &AtomicU64,
+    read: impl FnOnce() -> R,
+) -> R {
+    let stop = AtomicBool::new(false);
+    let started = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut flip = vec![false; d.n];
+            let (mut pos, mut count) = (0, 0u64);
+            started.store(true, Ordering::Release);
+            while !stop.load(Ordering::Relaxed) {
+                pos = (pos + 1) % d.n;
+                let i = d.order[pos];
+                flip[i] = !flip[i];
+                let o = if flip[i] { &d.moved[i] } else { &d.base[i] };
+                cache.update(o.clone()).expect("no unique index");
+                count += 1;
+            }
+            for (i, f) in flip.iter().enumerate() {
+                if *f {
+                    cache.update(d.base[i].clone()).expect("no unique index");
+                }
+            }
+            writes.fetch_add(count, Ordering::Relaxed);
+        });
+        while !started.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        let out = read();
+        stop.store(true, Ordering::Relaxed);
+        out
+    })
+}
+
+/// The one no-op handler: it counts what it is told.
+#[derive(Clone, Default)]
+struct Count(Arc<AtomicU64>);
+
+impl Count {
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl EventHandler<Pod> for Count {
+    fn on_add(&self, _: Arc<Pod>, _: bool) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+    fn on_update(&self, _: Arc<Pod>, _: Arc<Pod>) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+    fn on_delete(&self, _: DeletedObject<Pod>) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The informer cases, with the workload's two indexes and one handler, on a source that
+/// streams its initial list (as client-go's default watch-list does).
+fn bench_informer(c: &mut Criterion, measured: &mut Vec<Measured>) {
+    let rt = pods::runtime();
+    let source = pods::source(true);
+    {
+        let mut g = c.benchmark_group(group_name("informer_initial_sync"));
+        g.sample_size(10).sampling_mode(SamplingMode::Flat);
+        g.bench_function(label(OBJECTS), |b| {
+            b.iter_with_large_drop(|| {
+                rt.block_on(async {
+                    let informer = SharedIndexInformer::builder_with_indexers(
+                        source.clone(),
+                        pods::two_indexes(),
+                    )
+                    .queue(QueueKind::Real)
+                    .build();
+                    let count = Count::default();
+                    let registration = informer.add_event_handler(count.clone()).unwrap();
+                    let stop = CancellationToken::new();
+                    let run = tokio::spawn({
+                        let (informer, stop) = (informer.clone(), stop.clone());
+                        async move { informer.run(stop).await }
+                    });
+                    registration.wait_synced().await;
+                    assert_eq!(count.get(), OBJECTS as u64);
+                    assert_eq!(informer.cache().len(), OBJECTS);
+                    stop.cancel();
+                    run.await.expect("the informer stops");
+                    informer
+                })
+            });
+        });
+        g.finish();
+        measured.push(Measured {
+            case: "informer_initial_sync",
+            n: OBJECTS,
+            unit: "ms",
+            per_iteration: 1e6,
+        });
+    }
+
+    let informer = SharedIndexInformer::builder_with_indexers(source.clone(), pods::two_indexes())
+        .queue(QueueKind::Real)
+        .build();
+    let count = Count::default();
+    informer.add_event_handler(count.clone()).unwrap();
+    let stop = CancellationToken::new();
+    let run = rt.spawn({
+        let (informer, stop) = (informer.clone(), stop.clone());
+        async move { informer.run(stop).await }
+    });
+    rt.block_on(informer.wait_for_cache_sync());
+    let (mut round, mut told) = (0, OBJECTS as u64);
+    let mut last = None;
+    {
+        let mut g = c.benchmark_group(group_name("informer_watch_event"));
+        g.sampling_mode(SamplingMode::Flat);
+        g.bench_function(label(OBJECTS), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    round += 1;
+                    told += EVENTS as u64;
+                    // Modify EVENTS distinct objects, each moving to another node.
+                    let changes: Vec<Pod> = (0..EVENTS)
+                        .map(|j| {
+                            let i = (round * EVENTS + j * 7) % OBJECTS;
+                            pods::pod(i, i + round)
+                        })
+                        .collect();
+                    last = changes.last().cloned();
+                    let started = Instant::now();
+                    let mut target = None;
+                    for p in changes {
+                        target = Some(source.put(p));
+                    }
+                    rt.block_on(async {
+                        while informer.cache().resource_version() != target || count.get() < told {
+                            tokio::task::yield_now().await;
+                        }
+                    });
+                    total += started.elapsed();
+                }
+                total
+            });
+        });
+        g.finish();
+    }
+    let last = last.expect("one change at least");
+    let cached = informer
+        .cache()
+        .get_by_key(&cache_core::Object::key(&last))
+        .expect("the last change is cached");
+    assert_eq!(cached.node, last.node);
+    assert!(
+        informer
+            .cache()
+            .by_index("node", &last.node)
+            .expect("the node index exists")
+            .iter()
+            .any(|p| p.name == last.name)
+    );
+    stop.cancel();
+    rt.block_on(run).expect("the informer stops");
+    measured.push(Measured {
+        case: "informer_watch_event",
+        n: OBJECTS,
+        unit: "ns/event",
+        per_iteration: EVENTS as f64,
+    });
+}
+
+fn main() {
+    let dir = criterion_dir();
+    let (warm_up, measurement, samples) = if quick() {
+        (Duration::from_millis(100), Duration::from_millis(300), 10)
+    } else {
+        (Duration::from_millis(500), Duration::from_secs(2), 20)
+    };
+    let mut c = Criterion::default()
+        .output_directory(&dir)
+        .sample_size(samples)
+        .warm_up_time(warm_up)
+        .measurement_time(measurement)
+        // Only the median's point estimate is read, which resampling does not change: fewer
+        // bootstrap resamples leave the machine to the measurements.
+        .nresamples(10_000)
+        .configure_from_args();
+    let mut out = Out::open();
+    let mut measured = Vec::new();
+    for n in sizes() {
+        let d = Data::new(n);
+        out.line("workload", n, "objects", n as f64, Some(&d.fingerprint()));
+        bench_size(&mut c, &d, &mut measured);
+    }
+    bench_informer(&mut c, &mut measured);
+    c.final_summary();
+    for m in &measured {
+        match median(&dir, m) {
+            Some(v) => out.line(m.case, m.n, m.unit, v, None),
+            None => eprintln!("no estimate for {} at {}", m.case, m.n),
+        }
+    }
+}
