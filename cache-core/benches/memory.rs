@@ -153,7 +153,10 @@ fn main() {
             let held = |(i, w): (usize, &std::sync::Weak<Obj>)| {
                 w.strong_count() > usize::from(i < n) && !live.contains(&w.as_ptr())
             };
-            (c.len(), written.iter().enumerate().filter(|x| held(*x)).count())
+            (
+                c.len(),
+                written.iter().enumerate().filter(|x| held(*x)).count(),
+            )
         };
         for (what, how, ours, theirs) in rows {
             let (o, t) = (per_object(ours, n), per_object(theirs, n));

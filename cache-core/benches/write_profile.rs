@@ -92,7 +92,11 @@ fn main() {
             let cache = workload::cache();
             cache.replace(base.clone(), None).expect("no unique index");
             updates_cache(&cache, &next);
-            println!("{} objects, {} compactions", cache.len(), cache.compactions());
+            println!(
+                "{} objects, {} compactions",
+                cache.len(),
+                cache.compactions()
+            );
         }
         _ => {
             let b = Baseline::new();
@@ -110,7 +114,10 @@ fn throughput(target: &str, base: &[Arc<Obj>], seconds: usize) {
     use std::time::{Duration, Instant};
 
     let order = workload::order(N, 11);
-    let keys: Vec<cache_core::ObjectKey> = order.iter().map(|&i| cache_core::Object::key(&*base[i])).collect();
+    let keys: Vec<cache_core::ObjectKey> = order
+        .iter()
+        .map(|&i| cache_core::Object::key(&*base[i]))
+        .collect();
     let strings: Vec<String> = order.iter().map(|&i| base[i].key_string()).collect();
     let cache = workload::cache();
     let b = Baseline::new();

@@ -62,10 +62,10 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod controller;
-mod engine;
 #[cfg(feature = "endpoints")]
 #[cfg_attr(docsrs, doc(cfg(feature = "endpoints")))]
 pub mod endpoints;
+mod engine;
 pub mod index;
 pub mod informer;
 pub mod leader;

@@ -332,7 +332,10 @@ fn ins(
         if probe.is(&w.buf, p) {
             return (LEAF | payload, Some(p));
         }
-        return (pair(w, p, probe.hash_of(&w.buf, p), payload, hash, shift), None);
+        return (
+            pair(w, p, probe.hash_of(&w.buf, p), payload, hash, shift),
+            None,
+        );
     }
     if shift > LAST_SHIFT {
         let n = w.get(slot);
@@ -349,7 +352,10 @@ fn ins(
     let len = 1 + bitmap.count_ones();
     let at = 1 + position(bitmap, bit);
     if bitmap & bit == 0 {
-        return (w.inserted(slot, len, bitmap | bit, at, LEAF | payload), None);
+        return (
+            w.inserted(slot, len, bitmap | bit, at, LEAF | payload),
+            None,
+        );
     }
     let child = w.get(slot + at);
     let (next, old) = ins(w, child, shift + BITS, hash, payload, probe);
@@ -453,7 +459,10 @@ fn build_node(w: &mut Words, items: &[(u64, u32)], shift: u32) -> u32 {
     let mut rest = items;
     while let Some(&(h, p)) = rest.first() {
         let idx = index(h, shift);
-        let n = rest.iter().take_while(|(h2, _)| index(*h2, shift) == idx).count();
+        let n = rest
+            .iter()
+            .take_while(|(h2, _)| index(*h2, shift) == idx)
+            .count();
         bitmap |= 1 << idx;
         slots.push(if n == 1 {
             LEAF | p

@@ -36,8 +36,8 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, OnceLock};
 
 use hamt::{Mem, NONE, Probe, Words, rd};
-use slots::at;
 use slots::Slots;
+use slots::at;
 pub(crate) use table::{Bucket, ErasedTable, Table, ValuesFn};
 use vector::Vector;
 
@@ -384,7 +384,15 @@ where
             if t.is_unique() {
                 let root = self.roots[R_INDEXES + i];
                 let look = self.lookup();
-                t.check(&self.words.buf, &*self.writing[i], look, root, &key, slot, &obj)?;
+                t.check(
+                    &self.words.buf,
+                    &*self.writing[i],
+                    look,
+                    root,
+                    &key,
+                    slot,
+                    &obj,
+                )?;
             }
         }
         // Keep the stored key: its allocation stays shared.
@@ -459,8 +467,15 @@ where
         };
         for (i, t) in self.tables.iter().enumerate() {
             let root = self.roots[R_INDEXES + i];
-            self.roots[R_INDEXES + i] =
-                t.update(&mut self.words, &mut *self.writing[i], look, root, slot, old, new);
+            self.roots[R_INDEXES + i] = t.update(
+                &mut self.words,
+                &mut *self.writing[i],
+                look,
+                root,
+                slot,
+                old,
+                new,
+            );
         }
     }
 
@@ -591,7 +606,8 @@ where
         let old_entries = std::mem::replace(&mut self.entries, entries);
         self.words.retire(old_words);
         self.old.push(Old::Entries(old_entries.buf));
-        self.old.extend(old_entries.old.into_iter().map(Old::Entries));
+        self.old
+            .extend(old_entries.old.into_iter().map(Old::Entries));
         self.writing = writing;
         self.views_stale = true;
         self.roots = roots;

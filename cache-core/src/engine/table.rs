@@ -43,7 +43,8 @@ pub(crate) trait ErasedTable<K, T>: Send + Sync {
     /// The value arena of a writer state, for snapshots to read.
     fn view(&self, writing: &(dyn Any + Send + Sync)) -> Arc<dyn Any + Send + Sync>;
     /// Whether `view` shows the current value arena of `writing`.
-    fn is_view_of(&self, view: &(dyn Any + Send + Sync), writing: &(dyn Any + Send + Sync)) -> bool;
+    fn is_view_of(&self, view: &(dyn Any + Send + Sync), writing: &(dyn Any + Send + Sync))
+    -> bool;
     /// Frees the value arenas replaced by growth that no snapshot uses any more.
     fn free_unused(&self, writing: &mut (dyn Any + Send + Sync));
     /// Fails when writing `new` under the entry `old` (or a new key) would break a unique index.
@@ -357,7 +358,11 @@ where
         Arc::new(writing_of::<V>(writing).slots.buf.clone())
     }
 
-    fn is_view_of(&self, view: &(dyn Any + Send + Sync), writing: &(dyn Any + Send + Sync)) -> bool {
+    fn is_view_of(
+        &self,
+        view: &(dyn Any + Send + Sync),
+        writing: &(dyn Any + Send + Sync),
+    ) -> bool {
         view.downcast_ref::<Arc<[OnceLock<V>]>>()
             .is_some_and(|v| Arc::ptr_eq(v, &writing_of::<V>(writing).slots.buf))
     }
@@ -519,7 +524,9 @@ where
         let mut out = Vec::new();
         for rec in hamt::Iter::new(&v.words, v.index_root(i)) {
             let value = format!("{:?}", at(values, rd(&v.words, rec)));
-            out.extend(hamt::Iter::new(&v.words, rd(&v.words, rec + 1)).map(|id| (value.clone(), id)));
+            out.extend(
+                hamt::Iter::new(&v.words, rd(&v.words, rec + 1)).map(|id| (value.clone(), id)),
+            );
         }
         out
     }

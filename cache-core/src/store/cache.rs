@@ -150,7 +150,8 @@ impl<T: Object> Cache<T> {
                 kept.push(ix.clone());
             }
         }
-        let mut store = engine::Writer::new(kept.iter().map(Indexer::build).collect(), Hasher::default());
+        let mut store =
+            engine::Writer::new(kept.iter().map(Indexer::build).collect(), Hasher::default());
         let snapshot = Snapshot {
             version: store.publish(),
             resource_version: None,
@@ -686,7 +687,9 @@ impl<T: Object> Snapshot<T> {
         V: IndexValue + Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let root = self.bucket(index, value).map_or(engine::hamt::NONE, |b| b.root);
+        let root = self
+            .bucket(index, value)
+            .map_or(engine::hamt::NONE, |b| b.root);
         ByIter {
             inner: engine::hamt::Iter::new(&self.version.words, root),
             version: &self.version,

@@ -448,7 +448,10 @@ fn the_writer_compacts_and_releases_replaced_objects_but_held_snapshots_keep_the
             cache.update(o).unwrap();
         }
     }
-    assert!(cache.compactions() > 0, "4,000 updates of 200 objects never compacted");
+    assert!(
+        cache.compactions() > 0,
+        "4,000 updates of 200 objects never compacted"
+    );
     // The snapshot taken before is whole: its objects, its index.
     assert_eq!(held.len(), 200);
     for o in &first {
@@ -469,6 +472,9 @@ fn the_writer_compacts_and_releases_replaced_objects_but_held_snapshots_keep_the
         .iter()
         .filter(|w| w.strong_count() > 0 && !live.contains(&w.as_ptr()))
         .count();
-    assert!(stale <= 200 / 10 + 64 + 5, "{stale} replaced objects still alive");
+    assert!(
+        stale <= 200 / 10 + 64 + 5,
+        "{stale} replaced objects still alive"
+    );
     assert!(first.iter().all(|o| Arc::strong_count(o) == 1));
 }
