@@ -10,18 +10,24 @@
 //! by offset; the entries (key and object) and each index's values live in append-only arenas
 //! of write-once slots ([`slots`]), named by number. Copying a node copies integers.
 //!
+//! Each key keeps a *slot* for as long as it is present. The trie of objects by key and every
+//! index bucket name slots; a persistent vector ([`vector`]) maps each slot to its current
+//! entry. An update that keeps the object's index values writes a new entry and copies one
+//! vector path; it touches no trie.
+//!
 //! A published [`Version`] holds the arenas (three `Arc`s) and the offset of its root record;
 //! the writer keeps appending past what any version can reach, and a version never changes.
 //!
 //! # Reclaiming space
 //!
-//! Replaced nodes and entries stay in the arenas until the writer *compacts*: it copies what
-//! the current version reaches into fresh arenas, renumbering as it goes, and publishes on
-//! them. It does so once the replaced entries exceed a tenth of the live ones (so that at most
-//! about a tenth of the objects the cache holds are stale ones), or the words in use exceed
-//! eight times those live after the last compaction: a copy of n live entries every n/10
-//! writes, O(1) amortized per write. Snapshots taken before keep the old arenas alive; the
-//! writer frees them, not a reader, once no snapshot uses them.
+//! Replaced nodes and entries stay in the arenas until the writer *compacts*. Once the replaced
+//! entries exceed a tenth of the live ones, it copies the live entries into a fresh entry arena
+//! and renumbers the vector's leaves (so at most about a tenth of the objects the cache holds
+//! are stale ones); once the words in use exceed eight times those live after the last
+//! compaction, it copies the live tries, as they are, into fresh chunks. Each is a copy of the
+//! live state every so many writes in proportion to it: O(1) amortized per write. Snapshots
+//! taken before keep the old arenas alive; the writer frees them, never a reader, once no
+//! snapshot uses them, and reuses their chunks.
 
 pub(crate) mod hamt;
 mod slots;
@@ -221,10 +227,12 @@ impl<K: Hash + Eq, T> Version<K, T> {
         probe.found.get()
     }
 
-    /// Every entry, in hash order.
+    /// Every entry, in slot order: straight down the vector, whose leaves (after a compaction)
+    /// are in the order of the entries' arena.
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &Entry<K, T>> {
+        let look = self.lookup();
         Counted {
-            inner: self.ids(self.objects_root()),
+            inner: vector::Iter::new(&self.words, look.vector).map(move |id| at(look.entries, id)),
             left: self.len(),
         }
     }

@@ -97,6 +97,53 @@ fn set_in(w: &mut Words, node: u32, level: u32, i: u32, v: u32) -> u32 {
     node
 }
 
+/// The set slots' values, in slot order.
+pub(crate) struct Iter<'a> {
+    words: &'a Mem,
+    /// (node, next position) per level, the root first.
+    stack: Vec<(u32, u32)>,
+    depth: usize,
+}
+
+impl<'a> Iter<'a> {
+    pub(crate) fn new(words: &'a Mem, vec: Vector) -> Self {
+        let mut stack = Vec::with_capacity(vec.depth as usize);
+        if vec.depth > 0 && vec.root != NONE {
+            stack.push((vec.root, 0));
+        }
+        Self {
+            words,
+            stack,
+            depth: vec.depth as usize,
+        }
+    }
+}
+
+impl Iterator for Iter<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        let depth = self.depth;
+        loop {
+            let level = self.stack.len();
+            let top = self.stack.last_mut()?;
+            if top.1 == WIDTH {
+                self.stack.pop();
+                continue;
+            }
+            let v = rd(self.words, top.0 + top.1);
+            top.1 += 1;
+            if v == NONE {
+                continue;
+            }
+            if level == depth {
+                return Some(v);
+            }
+            self.stack.push((v, 0));
+        }
+    }
+}
+
 /// Copies the vector's nodes from `from` into `to`, mapping each set slot's value through
 /// `leaf`, in slot order.
 pub(crate) fn copy(
@@ -168,6 +215,8 @@ mod tests {
                 for i in 0..5000u32 {
                     prop_assert_eq!(vec.get(&w.buf, i), model.get(&i).copied().unwrap_or(NONE));
                 }
+                let values: Vec<u32> = Iter::new(&w.buf, *vec).collect();
+                prop_assert_eq!(values, model.values().copied().collect::<Vec<_>>());
             }
         }
     }
