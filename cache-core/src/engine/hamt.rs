@@ -387,9 +387,68 @@ pub(crate) fn remove(
     hash: u64,
     probe: &impl Probe,
 ) -> Option<(u32, u32)> {
-    // Look first: an absent payload must not copy the path.
-    get(&w.buf, root, hash, probe)?;
+    // `rem` copies on the way back up, once the payload is found: an absent one copies nothing.
     rem(w, root, 0, hash, probe)
+}
+
+/// Replaces the payload `probe` accepts by `f(payload)` in one walk, copying the path to it.
+/// `None`, with nothing copied, when no payload is accepted (then `f` is not called) or when `f`
+/// returns [`NONE`] (the caller removes the payload then).
+pub(crate) fn modify(
+    w: &mut Words,
+    root: u32,
+    hash: u64,
+    probe: &impl Probe,
+    f: impl FnOnce(&mut Words, u32) -> u32,
+) -> Option<u32> {
+    let mut f = Some(f);
+    modify_at(w, root, 0, hash, probe, &mut f)
+}
+
+fn modify_at<F: FnOnce(&mut Words, u32) -> u32>(
+    w: &mut Words,
+    slot: u32,
+    shift: u32,
+    hash: u64,
+    probe: &impl Probe,
+    f: &mut Option<F>,
+) -> Option<u32> {
+    if slot == NONE {
+        return None;
+    }
+    if slot & LEAF != 0 {
+        let p = slot & !LEAF;
+        if !probe.is(&w.buf, p) {
+            return None;
+        }
+        let next = (f.take()?)(w, p);
+        return (next != NONE).then_some(LEAF | next);
+    }
+    if shift > LAST_SHIFT {
+        let n = w.get(slot);
+        let i = (1..=n).find(|i| probe.is(&w.buf, w.get(slot + i) & !LEAF))?;
+        let p = w.get(slot + i) & !LEAF;
+        let next = (f.take()?)(w, p);
+        if next == NONE {
+            return None;
+        }
+        if next == p {
+            return Some(slot);
+        }
+        return Some(w.with_word(slot, n + 1, i, LEAF | next));
+    }
+    let bitmap = w.get(slot);
+    let bit = 1 << index(hash, shift);
+    if bitmap & bit == 0 {
+        return None;
+    }
+    let at = 1 + position(bitmap, bit);
+    let child = w.get(slot + at);
+    let next = modify_at(w, child, shift + BITS, hash, probe, f)?;
+    if next == child {
+        return Some(slot);
+    }
+    Some(w.with_word(slot, 1 + bitmap.count_ones(), at, next))
 }
 
 fn rem(w: &mut Words, slot: u32, shift: u32, hash: u64, probe: &impl Probe) -> Option<(u32, u32)> {
@@ -480,26 +539,33 @@ pub(crate) fn copy_same(from: &Mem, slot: u32, to: &mut Words) -> u32 {
 }
 
 fn copy_same_at(from: &Mem, slot: u32, shift: u32, to: &mut Words) -> u32 {
-    if slot == NONE || slot & LEAF != 0 {
+    if slot & LEAF != 0 {
+        // A leaf, or NONE: nothing to copy.
         return slot;
     }
     let head = rd(from, slot);
-    let n = if shift > LAST_SHIFT {
-        head
-    } else {
-        head.count_ones()
-    };
+    if shift > LAST_SHIFT {
+        // A collision list holds leaves only.
+        let at = to.alloc(1 + head);
+        copy_words(span(&to.buf, at, 1 + head), span(from, slot, 1 + head));
+        return at;
+    }
+    // Children first (read once, into registers), then the node in one span.
+    let n = head.count_ones();
+    let mut slots = [0u32; 1 << BITS];
+    for (d, s) in slots.iter_mut().zip(span(from, slot + 1, n)) {
+        let s = s.load(Relaxed);
+        *d = if s & LEAF != 0 {
+            s
+        } else {
+            copy_same_at(from, s, shift + BITS, to)
+        };
+    }
     let at = to.alloc(1 + n);
-    let src = span(from, slot, 1 + n);
-    copy_words(span(&to.buf, at, 1 + n), src);
-    if shift <= LAST_SHIFT {
-        for (i, s) in src.iter().enumerate().skip(1) {
-            let s = s.load(Relaxed);
-            if s & LEAF == 0 {
-                let copied = copy_same_at(from, s, shift + BITS, to);
-                to.set(at + i as u32, copied);
-            }
-        }
+    let d = span(&to.buf, at, 1 + n);
+    d[0].store(head, Relaxed);
+    for (d, s) in d[1..].iter().zip(&slots) {
+        d.store(*s, Relaxed);
     }
     at
 }

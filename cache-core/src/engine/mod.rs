@@ -23,7 +23,7 @@
 //! Replaced nodes and entries stay in the arenas until the writer *compacts*. Once the replaced
 //! entries exceed a tenth of the live ones, it copies the live entries into a fresh entry arena
 //! and renumbers the vector's leaves (so at most about a tenth of the objects the cache holds
-//! are stale ones); once the words in use exceed eight times those live after the last
+//! are stale ones); once the words in use exceed six times those live after the last
 //! compaction, it copies the live tries, as they are, into fresh chunks. Each is a copy of the
 //! live state every so many writes in proportion to it: O(1) amortized per write. Snapshots
 //! taken before keep the old arenas alive; the writer frees them, never a reader, once no
@@ -39,11 +39,10 @@ use std::borrow::Borrow;
 use std::cell::Cell;
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use hamt::{Mem, NONE, Probe, Words, rd};
-use slots::Slots;
-use slots::at;
+use slots::{Arena, Slots, at};
 pub(crate) use table::{Bucket, ErasedTable, Table, ValuesFn};
 use vector::Vector;
 
@@ -82,7 +81,7 @@ type ValueViews = Arc<[Arc<dyn Any + Send + Sync>]>;
 /// One published version of the storage: what a snapshot reads. It never changes.
 pub(crate) struct Version<K, T> {
     pub(crate) words: Arc<Mem>,
-    pub(crate) entries: Arc<[OnceLock<Entry<K, T>>]>,
+    pub(crate) entries: Arc<Arena<Entry<K, T>>>,
     pub(crate) values: ValueViews,
     pub(crate) tables: Tables<K, T>,
     hasher: Hasher,
@@ -100,7 +99,7 @@ const R_INDEXES: usize = 4;
 
 /// Finds the entry of a slot: the entry arena and the vector of one version.
 pub(crate) struct Lookup<'a, K, T> {
-    entries: &'a [OnceLock<Entry<K, T>>],
+    entries: &'a Arena<Entry<K, T>>,
     vector: Vector,
 }
 
@@ -267,7 +266,7 @@ impl<I: Iterator> ExactSizeIterator for Counted<I> {}
 
 /// Arenas replaced by a compaction or a relist, kept until no snapshot uses them.
 enum Old<K, T> {
-    Entries(Arc<[OnceLock<Entry<K, T>>]>),
+    Entries(Arc<Arena<Entry<K, T>>>),
     Values(ValueViews),
 }
 
@@ -284,7 +283,7 @@ impl<K, T> Old<K, T> {
 const SLACK_ENTRIES: u32 = 64;
 const SLACK_WORDS: u32 = 1 << 16;
 /// Compact when the words in use exceed this many times those live after the last compaction.
-const WORD_GROWTH: u32 = 8;
+const WORD_GROWTH: u32 = 6;
 
 /// The only writer of a cache's storage. It builds on what it last published and publishes
 /// [`Version`]s.
@@ -489,14 +488,8 @@ where
 
     /// Publishes what was written so far as a new version.
     pub(crate) fn publish(&mut self) -> Version<K, T> {
-        // A value arena that grew must be shown to readers.
-        let stale = self.views_stale
-            || self
-                .tables
-                .iter()
-                .zip(&self.writing)
-                .zip(self.views.iter())
-                .any(|((t, w), v)| !t.is_view_of(&**v, &**w));
+        // Value arenas replaced (by a compaction, a relist, new indexes) must be shown to readers.
+        let stale = self.views_stale;
         if stale {
             let views: ValueViews = self
                 .tables
@@ -527,10 +520,6 @@ where
     pub(crate) fn free_unused(&mut self) {
         self.old.retain(Old::in_use);
         self.words.recycle();
-        self.entries.free_unused();
-        for (t, w) in self.tables.iter().zip(&mut self.writing) {
-            t.free_unused(&mut **w);
-        }
     }
 
     fn maybe_compact(&mut self) {
@@ -554,22 +543,18 @@ where
     fn compact_entries(&mut self) {
         let live = self.roots[R_LEN] as usize;
         let src = &self.entries.buf;
-        let mut kept: Vec<OnceLock<Entry<K, T>>> =
-            Vec::with_capacity(live + live / 10 + SLACK_ENTRIES as usize + 2);
+        let kept = Arena::with_capacity(live + live / 10 + SLACK_ENTRIES as usize + 2);
         // The vector's nodes are copied within the current arena (the copies are fresh), its
         // leaves renumbered in slot order.
         let from = self.words.view();
         let vector = vector::copy(&from, self.vector(), &mut self.words, &mut |id| {
-            kept.push(OnceLock::from(at(src, id).clone()));
-            kept.len() as u32 - 1
+            kept.push(at(src, id).clone()) as u32
         });
-        kept.resize_with(kept.capacity(), OnceLock::new);
-        let entries = Slots::filled(kept.into(), live);
+        let entries = Slots::filled(kept);
         self.roots[R_VECTOR] = vector.root;
         self.roots[R_DEPTH] = vector.depth;
         let old = std::mem::replace(&mut self.entries, entries);
         self.old.push(Old::Entries(old.buf));
-        self.old.extend(old.old.into_iter().map(Old::Entries));
         self.dead = 0;
         self.compactions += 1;
     }
@@ -614,8 +599,6 @@ where
         let old_entries = std::mem::replace(&mut self.entries, entries);
         self.words.retire(old_words);
         self.old.push(Old::Entries(old_entries.buf));
-        self.old
-            .extend(old_entries.old.into_iter().map(Old::Entries));
         self.writing = writing;
         self.views_stale = true;
         self.roots = roots;

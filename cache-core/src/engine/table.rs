@@ -8,10 +8,10 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use super::hamt::{self, Mem, NONE, Probe, Words, rd};
-use super::slots::{Slots, at};
+use super::slots::{Arena, Slots, at};
 use super::{Conflict, Hasher, Lookup, SlotProbe, Version};
 
 /// An index function: pushes an object's values into the vector it is given.
@@ -42,11 +42,6 @@ pub(crate) trait ErasedTable<K, T>: Send + Sync {
     fn writing(&self, cap: usize) -> Box<dyn Any + Send + Sync>;
     /// The value arena of a writer state, for snapshots to read.
     fn view(&self, writing: &(dyn Any + Send + Sync)) -> Arc<dyn Any + Send + Sync>;
-    /// Whether `view` shows the current value arena of `writing`.
-    fn is_view_of(&self, view: &(dyn Any + Send + Sync), writing: &(dyn Any + Send + Sync))
-    -> bool;
-    /// Frees the value arenas replaced by growth that no snapshot uses any more.
-    fn free_unused(&self, writing: &mut (dyn Any + Send + Sync));
     /// Fails when writing `new` under the entry `old` (or a new key) would break a unique index.
     #[allow(clippy::too_many_arguments)]
     fn check(
@@ -129,7 +124,7 @@ impl<T, V> Table<T, V> {
 
 /// Finds a value's record: by the value, or (`target`) by the record's offset.
 struct ValueProbe<'a, V, Q: ?Sized> {
-    values: &'a [OnceLock<V>],
+    values: &'a Arena<V>,
     value: &'a Q,
     target: Option<u32>,
     hasher: &'a Hasher,
@@ -188,15 +183,15 @@ where
         }
     }
 
-    fn values<'a, K>(&self, v: &'a Version<K, T>, i: usize) -> &'a [OnceLock<V>] {
-        match v.values[i].downcast_ref::<Arc<[OnceLock<V>]>>() {
+    fn values<'a, K>(&self, v: &'a Version<K, T>, i: usize) -> &'a Arena<V> {
+        match v.values[i].downcast_ref::<Arc<Arena<V>>>() {
             Some(a) => a,
             None => unreachable!("an index's value arena has its value type"),
         }
     }
 
     /// The record of `value`.
-    fn find<Q>(&self, words: &Mem, values: &[OnceLock<V>], root: u32, value: &Q) -> Option<u32>
+    fn find<Q>(&self, words: &Mem, values: &Arena<V>, root: u32, value: &Q) -> Option<u32>
     where
         V: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -234,33 +229,7 @@ where
         hamt::Iter::new(words, v.index_root(i)).map(move |rec| at(values, rd(words, rec)))
     }
 
-    /// Replaces the record `rec` of `value` (hash `vh`) by one with bucket `broot` of `len`.
-    #[allow(clippy::too_many_arguments)]
-    fn rewrite(
-        &self,
-        w: &mut Words,
-        values: &[OnceLock<V>],
-        root: u32,
-        vh: u64,
-        value: &V,
-        rec: u32,
-        broot: u32,
-        len: u32,
-    ) -> u32 {
-        let vid = w.get(rec);
-        let next = record(w, Some(rec), vid, broot, len);
-        if next == rec {
-            return root;
-        }
-        let probe = ValueProbe {
-            values,
-            value,
-            target: Some(rec),
-            hasher: &self.hasher,
-        };
-        hamt::insert(w, root, vh, next, &probe).0
-    }
-
+    /// Adds slot `id` to the bucket of `value`, creating the value's record if it has none.
     fn add<K>(
         &self,
         w: &mut Words,
@@ -271,28 +240,34 @@ where
         id: u32,
     ) -> u32 {
         let vh = self.hasher.hash_one(value);
-        let probe = SlotProbe { slot: id, look };
-        match self.find(&w.buf, &st.slots.buf, root, value) {
-            Some(rec) => {
-                let (broot, len) = (w.get(rec + 1), w.get(rec + 2));
-                let hash = look.entry(&w.buf, id).hash;
-                let (nb, _) = hamt::insert(w, broot, hash, id, &probe);
-                self.rewrite(w, &st.slots.buf, root, vh, value, rec, nb, len + 1)
-            }
-            None => {
-                let vid = st.slots.push(value.clone());
-                let rec = record(w, None, vid, hamt::LEAF | id, 1);
-                let probe = ValueProbe {
-                    values: &st.slots.buf,
-                    value,
-                    target: None,
-                    hasher: &self.hasher,
-                };
-                hamt::insert(w, root, vh, rec, &probe).0
-            }
+        let probe = ValueProbe {
+            values: &st.slots.buf,
+            value,
+            target: None,
+            hasher: &self.hasher,
+        };
+        // One walk: the record is rewritten and the path to it copied on the way back up.
+        let added = hamt::modify(w, root, vh, &probe, |w, rec| {
+            let (vid, broot, len) = (w.get(rec), w.get(rec + 1), w.get(rec + 2));
+            let hash = look.entry(&w.buf, id).hash;
+            let (nb, _) = hamt::insert(w, broot, hash, id, &SlotProbe { slot: id, look });
+            record(w, Some(rec), vid, nb, len + 1)
+        });
+        if let Some(root) = added {
+            return root;
         }
+        let vid = st.slots.push(value.clone());
+        let rec = record(w, None, vid, hamt::LEAF | id, 1);
+        let probe = ValueProbe {
+            values: &st.slots.buf,
+            value,
+            target: None,
+            hasher: &self.hasher,
+        };
+        hamt::insert(w, root, vh, rec, &probe).0
     }
 
+    /// Removes slot `id` from the bucket of `value`, and the value's record with its last slot.
     fn drop_id<K>(
         &self,
         w: &mut Words,
@@ -302,25 +277,32 @@ where
         value: &V,
         id: u32,
     ) -> u32 {
-        let Some(rec) = self.find(&w.buf, &st.slots.buf, root, value) else {
-            return root;
-        };
         let vh = self.hasher.hash_one(value);
-        let (broot, len) = (w.get(rec + 1), w.get(rec + 2));
-        let hash = look.entry(&w.buf, id).hash;
-        let Some((nb, _)) = hamt::remove(w, broot, hash, &SlotProbe { slot: id, look }) else {
-            return root;
+        let probe = ValueProbe {
+            values: &st.slots.buf,
+            value,
+            target: None,
+            hasher: &self.hasher,
         };
-        if nb == NONE {
-            let probe = ValueProbe {
-                values: &st.slots.buf,
-                value,
-                target: Some(rec),
-                hasher: &self.hasher,
-            };
-            return hamt::remove(w, root, vh, &probe).map_or(root, |r| r.0);
+        let emptied = std::cell::Cell::new(false);
+        let dropped = hamt::modify(w, root, vh, &probe, |w, rec| {
+            let (vid, broot, len) = (w.get(rec), w.get(rec + 1), w.get(rec + 2));
+            let hash = look.entry(&w.buf, id).hash;
+            match hamt::remove(w, broot, hash, &SlotProbe { slot: id, look }) {
+                // Not in the bucket: the record stays as it is.
+                None => rec,
+                Some((NONE, _)) => {
+                    emptied.set(true);
+                    NONE
+                }
+                Some((nb, _)) => record(w, Some(rec), vid, nb, len - 1),
+            }
+        });
+        match dropped {
+            Some(root) => root,
+            None if emptied.get() => hamt::remove(w, root, vh, &probe).map_or(root, |r| r.0),
+            None => root,
         }
-        self.rewrite(w, &st.slots.buf, root, vh, value, rec, nb, len - 1)
     }
 }
 
@@ -356,19 +338,6 @@ where
 
     fn view(&self, writing: &(dyn Any + Send + Sync)) -> Arc<dyn Any + Send + Sync> {
         Arc::new(writing_of::<V>(writing).slots.buf.clone())
-    }
-
-    fn is_view_of(
-        &self,
-        view: &(dyn Any + Send + Sync),
-        writing: &(dyn Any + Send + Sync),
-    ) -> bool {
-        view.downcast_ref::<Arc<[OnceLock<V>]>>()
-            .is_some_and(|v| Arc::ptr_eq(v, &writing_of::<V>(writing).slots.buf))
-    }
-
-    fn free_unused(&self, writing: &mut (dyn Any + Send + Sync)) {
-        writing_mut::<V>(writing).slots.free_unused();
     }
 
     fn check(
