@@ -237,10 +237,51 @@ impl<K: Hash + Eq, T> Version<K, T> {
     }
 
     /// The entries of a trie of slots (the objects, or a bucket).
-    pub(crate) fn ids(&self, root: u32) -> impl Iterator<Item = &Entry<K, T>> {
-        let look = self.lookup();
-        let words = &self.words;
-        hamt::Iter::new(words, root).map(move |slot| look.entry(words, slot))
+    pub(crate) fn ids(&self, root: u32) -> Ids<'_, K, T> {
+        Ids {
+            slots: hamt::Iter::new(&self.words, root),
+            look: self.lookup(),
+            words: &self.words,
+            batch: [0; vector::BATCH],
+            len: 0,
+            next: 0,
+        }
+    }
+}
+
+/// The entries of a trie of slots. Slots are resolved to entries a batch at a time
+/// ([`Vector::resolve`]), so that the vector walks of a batch overlap.
+pub(crate) struct Ids<'a, K, T> {
+    slots: hamt::Iter<'a>,
+    look: Lookup<'a, K, T>,
+    words: &'a Mem,
+    batch: [u32; vector::BATCH],
+    len: usize,
+    next: usize,
+}
+
+impl<'a, K, T> Iterator for Ids<'a, K, T> {
+    type Item = &'a Entry<K, T>;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a Entry<K, T>> {
+        if self.next == self.len {
+            self.len = 0;
+            self.next = 0;
+            for (b, slot) in self.batch.iter_mut().zip(self.slots.by_ref()) {
+                *b = slot;
+                self.len += 1;
+            }
+            if self.len == 0 {
+                return None;
+            }
+            self.look
+                .vector
+                .resolve(self.words, &mut self.batch[..self.len]);
+        }
+        let id = self.batch[self.next];
+        self.next += 1;
+        Some(at(self.look.entries, id))
     }
 }
 

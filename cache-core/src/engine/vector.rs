@@ -11,6 +11,8 @@ use super::hamt::{Mem, NONE, Words, rd, span};
 const BITS: u32 = 5;
 const WIDTH: u32 = 1 << BITS;
 const MASK: u32 = WIDTH - 1;
+/// The most slots [`Vector::resolve`] takes at once.
+pub(crate) const BATCH: usize = 16;
 
 /// A vector's root and depth (levels of nodes; 0 for the empty vector).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +52,21 @@ impl Vector {
             node = rd(words, node + ((i >> (BITS * level)) & MASK));
         }
         node
+    }
+
+    /// Replaces each slot number in `slots` by its word, walking all of them down together one
+    /// level at a time: their loads do not wait on each other, so their cache misses overlap.
+    /// Every slot must be set.
+    #[inline]
+    pub(crate) fn resolve(self, words: &Mem, slots: &mut [u32]) {
+        let mut nodes = [self.root; BATCH];
+        let nodes = &mut nodes[..slots.len()];
+        for level in (0..self.depth).rev() {
+            for (n, s) in nodes.iter_mut().zip(slots.iter()) {
+                *n = rd(words, *n + ((*s >> (BITS * level)) & MASK));
+            }
+        }
+        slots.copy_from_slice(nodes);
     }
 
     /// The vector with slot `i` set to `v`: copies the path, except nodes allocated since the

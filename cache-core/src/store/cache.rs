@@ -687,12 +687,8 @@ impl<T: Object> Snapshot<T> {
         V: IndexValue + Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let root = self
-            .bucket(index, value)
-            .map_or(engine::hamt::NONE, |b| b.root);
         ByIter {
-            inner: engine::hamt::Iter::new(&self.version.words, root),
-            version: &self.version,
+            inner: self.bucket(index, value).map(|b| self.version.ids(b.root)),
         }
     }
 
@@ -921,14 +917,12 @@ impl<T: Object> IndexQuery<T> for Cache<T> {
 /// The objects under one index value, borrowed from a [`Snapshot`]; see
 /// [`Snapshot::by_iter`].
 pub struct ByIter<'a, T: Object> {
-    inner: engine::hamt::Iter<'a>,
-    version: &'a Version<T::Key, T>,
+    inner: Option<engine::Ids<'a, T::Key, T>>,
 }
 
 impl<'a, T: Object> Iterator for ByIter<'a, T> {
     type Item = &'a Arc<T>;
     fn next(&mut self) -> Option<&'a Arc<T>> {
-        let version = self.version;
-        self.inner.next().map(|slot| &version.entry(slot).obj)
+        self.inner.as_mut()?.next().map(|e| &e.obj)
     }
 }

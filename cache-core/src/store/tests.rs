@@ -478,3 +478,29 @@ fn the_writer_compacts_and_releases_replaced_objects_but_held_snapshots_keep_the
     );
     assert!(first.iter().all(|o| Arc::strong_count(o) == 1));
 }
+
+#[test]
+fn bucket_iteration_yields_every_object_once_and_then_stays_done() {
+    // Objects are resolved in batches: buckets of sizes around the batch size, and the
+    // iterator called again after its end.
+    const VAL: Index<Obj, String> = Index::new("val");
+    let cache = Cache::with_indexers(
+        Indexers::new().with(Indexer::for_index(VAL, |o: &Obj| [o.val.clone()])),
+    );
+    for n in [1usize, 15, 16, 17, 33, 100] {
+        let value = format!("v{n}");
+        for i in 0..n {
+            cache.add(obj(&format!("{value}-{i}"), &value)).unwrap();
+        }
+        let snap = cache.snapshot();
+        let mut it = snap.by_iter(VAL, value.as_str());
+        let mut seen: Vec<String> = it.by_ref().map(|o| o.id.clone()).collect();
+        assert!(it.next().is_none(), "an ended iterator stays ended");
+        assert!(it.next().is_none());
+        seen.sort();
+        let mut want: Vec<String> = (0..n).map(|i| format!("{value}-{i}")).collect();
+        want.sort();
+        assert_eq!(seen, want, "bucket of {n}");
+        assert_eq!(snap.by(VAL, value.as_str()).len(), n);
+    }
+}
