@@ -8,7 +8,15 @@ use futures::channel::mpsc::{UnboundedSender, unbounded};
 
 use super::*;
 use crate::source::memory::{MemorySource, MemorySourceConfig};
-use crate::source::{BoxFuture, ListWatch};
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use crate::object::ResourceVersion;
+use crate::source::{
+    ListOptions, ListWatch, ObjectList, SourceError, SourceErrorKind, VersionMatch, WatchEvent,
+    WatchStream,
+};
+use crate::store::{Change, Store, StoreError};
 use crate::test_support::{Item as Pod, cache, item, until};
 use crate::{Cache, Indexer, Indexers};
 
