@@ -21,12 +21,12 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use super::action::{Action, Kind};
 use super::context::{CacheMap, Context, Shared};
-use super::telemetry::{ReconcileMetrics, StoreMetrics, WorkQueueMetrics};
-use super::{RateLimiter, WorkQueue};
+use super::telemetry::{ReconcileMetrics, StoreMetrics};
 use crate::leader::{ElectionState, LeaderElector, LeaderHandle, Leadership};
 use crate::object::Object;
 use crate::reflector::{Reflector, ReflectorStats};
 use crate::store::Cache;
+use crate::workqueue::{FacadeMetrics, RateLimiter, WorkQueue};
 
 /// The default number of reconciles a controller runs at once.
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -592,7 +592,7 @@ impl<T: Object> Controller<T> {
             .into_iter()
             .map(|store| (StoreMetrics::new(&name, &store.name), store.probe))
             .collect();
-        let mut queue = WorkQueue::builder().metrics(WorkQueueMetrics::new(name));
+        let mut queue = WorkQueue::builder().metrics(FacadeMetrics::new(name));
         if let Some(limiter) = self.rate_limiter {
             queue = queue.rate_limiter(limiter);
         }

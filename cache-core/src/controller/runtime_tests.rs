@@ -19,6 +19,7 @@ use super::*;
 use crate::reflector::{Reflector, ReflectorStats};
 use crate::source::memory::{MemorySource, Versioned};
 use crate::test_support::{self, Item};
+use crate::workqueue::ItemExponentialRateLimiter;
 use crate::{Cache, Indexers, Object, ResourceVersion};
 
 fn ms(n: u64) -> Duration {

@@ -166,12 +166,12 @@ pub use sync::{
 
 use processor::Processor;
 
+use crate::fifo::{
+    DeltaFifo, DeltaFifoOptions, Queue, RealFifo, RealFifoOptions, ReplaceMode, Transformer,
+};
 use crate::index::{Indexed, Indexers};
 use crate::lister::{Labels, Lister};
 use crate::object::{Object, ObjectKey, ResourceVersion};
-use crate::queue::{
-    DeltaFifo, DeltaFifoOptions, Queue, RealFifo, RealFifoOptions, ReplaceMode, Transformer,
-};
 use crate::reflector::{Reflector, ReflectorError, ReflectorOptions, ReflectorStats};
 use crate::source::ListerWatcher;
 use crate::store::{Cache, StoreError};

@@ -467,14 +467,18 @@ fn the_filtering_handler_maps_updates_by_what_the_filter_says() {
     even.on_update(p(1), p(3)); // neither
     even.on_delete(DeletedObject::Object(p(3)));
     even.on_delete(DeletedObject::Object(p(2)));
-    even.on_delete(DeletedObject::Tombstone(crate::DeletedFinalStateUnknown {
-        key: "p".into(),
-        object: Some(p(5)),
-    }));
-    even.on_delete(DeletedObject::Tombstone(crate::DeletedFinalStateUnknown {
-        key: "q".into(),
-        object: None,
-    }));
+    even.on_delete(DeletedObject::Tombstone(
+        crate::fifo::DeletedFinalStateUnknown {
+            key: "p".into(),
+            object: Some(p(5)),
+        },
+    ));
+    even.on_delete(DeletedObject::Tombstone(
+        crate::fifo::DeletedFinalStateUnknown {
+            key: "q".into(),
+            object: None,
+        },
+    ));
     assert_eq!(
         seen.lines(),
         [

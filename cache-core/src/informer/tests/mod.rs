@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::Indexer;
-use crate::queue::DeletedObject;
+use crate::fifo::DeletedObject;
 use crate::source::memory::MemorySource;
 use crate::test_support::{Item as Pod, item as pod, until};
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::queue::Delta;
+use crate::fifo::Delta;
 use crate::source::{SourceError, SourceErrorKind};
 
 const KINDS: [QueueKind; 3] = [QueueKind::Real, QueueKind::RealPerObject, QueueKind::Delta];

@@ -90,7 +90,8 @@ impl<T: Object> Clone for RealFifoOptions<T> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use cache_core::{Delta, Object, ObjectKey, RealFifo, Store};
+/// use cache_core::{Object, ObjectKey, Store};
+/// use cache_core::fifo::{Delta, RealFifo};
 ///
 /// #[derive(Debug)]
 /// struct Pod { name: String, rv: u64 }

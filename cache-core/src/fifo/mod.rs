@@ -151,8 +151,8 @@ macro_rules! forward_queue_lifecycle {
 }
 
 mod delta_fifo;
-mod fifo;
 mod heap;
+mod latest;
 mod real_fifo;
 mod signal;
 
@@ -164,8 +164,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use delta_fifo::{DeltaFifo, DeltaFifoOptions, Deltas};
-pub use fifo::Fifo;
 pub use heap::Heap;
+pub use latest::Fifo;
 pub use real_fifo::{RealFifo, RealFifoOptions, ReplaceMode};
 
 use crate::object::{Object, ResourceVersion};
@@ -359,7 +359,8 @@ impl<T: Object + PartialEq> PartialEq for Delta<T> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use cache_core::{DeletedFinalStateUnknown, DeletedObject, Object, ObjectKey};
+/// use cache_core::{DeletedObject, Object, ObjectKey};
+/// use cache_core::fifo::DeletedFinalStateUnknown;
 ///
 /// struct Pod { name: String }
 /// impl Object for Pod {
@@ -509,7 +510,8 @@ pub type Transformer<T> = Arc<dyn Fn(Arc<T>) -> Arc<T> + Send + Sync>;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use cache_core::{Cache, Delta, Indexers, Object, ObjectKey, Queue, RealFifo, Store};
+/// use cache_core::{Cache, Indexers, Object, ObjectKey, Store};
+/// use cache_core::fifo::{Delta, Queue, RealFifo};
 ///
 /// #[derive(Debug)]
 /// struct Pod { name: String }

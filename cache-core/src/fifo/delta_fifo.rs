@@ -164,7 +164,8 @@ impl<T: Object> Clone for DeltaFifoOptions<T> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use cache_core::{Cache, Delta, DeltaFifo, DeltaFifoOptions, Indexers, Object, ObjectKey, Store};
+/// use cache_core::{Cache, Indexers, Object, ObjectKey, Store};
+/// use cache_core::fifo::{Delta, DeltaFifo, DeltaFifoOptions};
 ///
 /// #[derive(Debug, PartialEq)]
 /// struct Pod { name: String, rv: u64 }
