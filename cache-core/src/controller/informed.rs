@@ -23,7 +23,7 @@ fn synced<U: Object>(
     let registration = events.registration().clone();
     let name = informer.name().to_owned();
     async move {
-        if !registration.wait_synced().await {
+        if !registration.wait_for_sync().await {
             warn!(
                 informer = name,
                 "the informer stopped before its cache synced; the controller will not start"
@@ -103,7 +103,7 @@ impl<T: Object> Controller<T> {
     /// });
     /// let run = tokio::spawn(controller.run(reconcile, Arc::new(()), stop.clone()));
     ///
-    /// assert!(handle.ready().await);
+    /// assert!(handle.wait_for_sync().await);
     /// node_source.put(Node { name: "n1".into(), cordoned: true, rv: None });
     /// while handle.stats().reconciles < 2 {
     ///     tokio::task::yield_now().await;

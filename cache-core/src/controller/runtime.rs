@@ -168,7 +168,7 @@ impl ControllerHandle {
 
     /// Waits until the controller is ready, or stopping. Returns whether it is ready (false if
     /// it was cancelled before its caches synced).
-    pub async fn ready(&self) -> bool {
+    pub async fn wait_for_sync(&self) -> bool {
         let mut rx = self.status.phase.subscribe();
         // The sender lives in `self.status`: the wait cannot fail.
         let phase = rx
@@ -184,7 +184,7 @@ impl ControllerHandle {
     }
 
     /// Waits until [`Controller::run`] has returned.
-    pub async fn stopped(&self) {
+    pub async fn wait_stopped(&self) {
         let mut rx = self.status.phase.subscribe();
         let _ = rx.wait_for(|phase| *phase == Phase::Stopped).await;
     }
@@ -265,7 +265,7 @@ pub(crate) struct ObservedStore {
 /// let stop = CancellationToken::new();
 /// let run = tokio::spawn(controller.run(reconcile, Arc::new(()), stop.clone()));
 ///
-/// assert!(handle.ready().await);
+/// assert!(handle.wait_for_sync().await);
 /// cache.add(Arc::new(Pod { name: "db".into(), ready: false }))?;
 /// changed.unbounded_send("db".into()).unwrap();
 /// while handle.stats().reconciles < 2 {
@@ -489,7 +489,7 @@ impl<T: Object> Controller<T> {
     /// ```
     /// use std::sync::Arc;
     /// use cache_core::controller::{Action, Context, Controller};
-    /// use cache_core::leader::{LeaderElectionConfig, LeaderElector, MemoryLock};
+    /// use cache_core::leader::{LeaderElectionOptions, LeaderElector, MemoryLock};
     /// use cache_core::{Cache, Indexed};
     /// use tokio_util::sync::CancellationToken;
     ///
@@ -507,7 +507,7 @@ impl<T: Object> Controller<T> {
     /// let cache = Arc::new(Cache::<Pod>::new());
     /// cache.add(Arc::new(Pod { name: "web".into() }))?;
     /// let lock = MemoryLock::new(); // an etcd or a Kubernetes lock across processes
-    /// let elector = LeaderElector::new(lock.connect(), LeaderElectionConfig::new("replica-a"))?;
+    /// let elector = LeaderElector::new(lock.connect(), LeaderElectionOptions::new("replica-a"))?;
     /// let leader = elector.handle();
     /// let controller = Controller::for_cache(cache).leader_election(elector);
     /// let handle = controller.handle();

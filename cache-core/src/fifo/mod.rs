@@ -45,7 +45,7 @@
 //! `process` is true while the queue has not synced.
 
 /// The lifecycle every queue shares, written once: the state lock, the closed check for writes,
-/// and the public `has_synced`, `wait_synced`, `close`, `is_closed` and `is_empty`. Expanded
+/// and the public `has_synced`, `wait_for_sync`, `close`, `is_closed` and `is_empty`. Expanded
 /// inside an inherent `impl` of a queue with fields `state: Mutex<State<T>>` and
 /// `signals: Signals` and a `len` method.
 macro_rules! queue_lifecycle {
@@ -106,8 +106,8 @@ macro_rules! queue_lifecycle {
         /// # Errors
         ///
         /// [`Closed`] if the queue is closed before it syncs.
-        pub async fn wait_synced(&self) -> Result<(), Closed> {
-            self.signals.wait_synced().await
+        pub async fn wait_for_sync(&self) -> Result<(), Closed> {
+            self.signals.wait_for_sync().await
         }
 
         /// Closes the queue: waiting pops return [`Closed`], writes are refused. What is queued
@@ -136,8 +136,8 @@ macro_rules! forward_queue_lifecycle {
             $queue::has_synced(self)
         }
 
-        async fn wait_synced(&self) -> Result<(), Closed> {
-            $queue::wait_synced(self).await
+        async fn wait_for_sync(&self) -> Result<(), Closed> {
+            $queue::wait_for_sync(self).await
         }
 
         fn close(&self) {
@@ -572,7 +572,7 @@ pub trait Queue<T: Object>: Store<T> {
     fn has_synced(&self) -> bool;
 
     /// Waits until [`has_synced`](Self::has_synced); [`Closed`] if the queue is closed first.
-    fn wait_synced(&self) -> impl Future<Output = Result<(), Closed>> + Send;
+    fn wait_for_sync(&self) -> impl Future<Output = Result<(), Closed>> + Send;
 
     /// Closes the queue: every waiting `pop` returns [`Closed`] and writes are refused.
     fn close(&self);

@@ -70,13 +70,13 @@
 //! cancelled, then stops the handlers (a callback in progress finishes; what is still buffered
 //! for a handler is dropped; an event stream yields what it has, then ends) and waits for
 //! their tasks before it returns: nothing is left running. An informer runs once;
-//! [`wait_for_cache_sync`](SharedIndexInformer::wait_for_cache_sync) waits for the first list
+//! [`wait_for_sync`](SharedIndexInformer::wait_for_sync) waits for the first list
 //! without polling.
 //!
 //! # Several informers
 //!
-//! [`wait_for_cache_sync`] waits for several informers (of any types) at once, and
-//! [`wait_for_named_cache_sync`] also logs, by name, the ones that are late. An
+//! [`wait_for_sync`] waits for several informers (of any types) at once, and
+//! [`wait_for_named_sync`] also logs, by name, the ones that are late. An
 //! [`InformerFactory`] hands out one shared informer per type, source and options to every
 //! controller that asks, starts them together and has one wait for all.
 //!
@@ -120,7 +120,7 @@
 //!     let (pods, stop) = (pods.clone(), stop.clone());
 //!     async move { pods.run(stop).await }
 //! });
-//! assert!(pods.wait_for_cache_sync().await);
+//! assert!(pods.wait_for_sync().await);
 //! assert_eq!(added.recv().await, Some(("web-1".into(), true)));
 //!
 //! source.put(pod("web-2", "n1"));
@@ -139,10 +139,10 @@
 //! # }).unwrap();
 //! ```
 
+mod apply;
 mod factory;
 mod handler;
-mod process;
-mod processor;
+mod listeners;
 mod sync;
 
 #[cfg(test)]
@@ -158,13 +158,13 @@ use tracing::{Instrument, info, warn};
 
 pub use factory::{InformerFactory, InformerOptions};
 pub use handler::{EventHandler, FilteringHandler, HandlerFns, HandlerOptions, InformerEvent};
-pub use processor::{EventStream, HandlerRegistration, MINIMUM_RESYNC_PERIOD};
+pub use listeners::{EventStream, HandlerRegistration, MINIMUM_RESYNC_PERIOD};
 pub use sync::{
-    CacheSync, DEFAULT_SYNC_REPORT_INTERVAL, pending_cache_syncs, wait_for_cache_sync,
-    wait_for_named_cache_sync, wait_for_named_cache_sync_every,
+    CacheSync, DEFAULT_SYNC_REPORT_INTERVAL, pending_syncs, wait_for_named_sync,
+    wait_for_named_sync_every, wait_for_sync,
 };
 
-use processor::Processor;
+use listeners::Processor;
 
 use crate::fifo::{
     DeltaFifo, DeltaFifoOptions, Queue, RealFifo, RealFifoOptions, ReplaceMode, Transformer,
@@ -518,7 +518,7 @@ impl<T: Object> SharedIndexInformer<T> {
 
     /// Waits until [`has_synced`](Self::has_synced), without polling: true then, false if the
     /// informer stops first.
-    pub async fn wait_for_cache_sync(&self) -> bool {
+    pub async fn wait_for_sync(&self) -> bool {
         let mut rx = self.inner.processor.status.subscribe();
         // The sender lives in `self`: the wait cannot fail.
         rx.wait_for(|s| s.synced || s.stopped)
@@ -645,7 +645,7 @@ impl<T: Object> SharedIndexInformer<T> {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => {}
-                synced = queue.wait_synced() => {
+                synced = queue.wait_for_sync() => {
                     if synced.is_ok() {
                         processor.mark_synced();
                     }

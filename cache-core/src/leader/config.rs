@@ -1,4 +1,4 @@
-//! [`LeaderElectionConfig`]: the timing and identity of a candidate, checked when the elector is
+//! [`LeaderElectionOptions`]: the timing and identity of a candidate, checked when the elector is
 //! built.
 
 use std::time::Duration;
@@ -16,7 +16,7 @@ pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
 /// ... and the retry period (2 s).
 pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(2);
 
-/// Why a [`LeaderElectionConfig`] was refused: client-go's validation rules
+/// Why a [`LeaderElectionOptions`] was refused: client-go's validation rules
 /// (`NewLeaderElector`), as a typed error.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -54,7 +54,7 @@ pub enum ConfigError {
     },
 }
 
-/// How a candidate takes part in an election: client-go's `LeaderElectionConfig`.
+/// How a candidate takes part in an election: client-go's `LeaderElectionOptions`.
 ///
 /// - `lease_duration`: how long followers wait, by their own clock, after they last saw the
 ///   lock change, before they take it over;
@@ -65,19 +65,19 @@ pub enum ConfigError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_core::leader::{ConfigError, LeaderElectionConfig};
+/// use cache_core::leader::{ConfigError, LeaderElectionOptions};
 ///
-/// let config = LeaderElectionConfig::new("replica-a")
+/// let config = LeaderElectionOptions::new("replica-a")
 ///     .lease_duration(Duration::from_secs(15))
 ///     .renew_deadline(Duration::from_secs(10))
 ///     .retry_period(Duration::from_secs(2));
 /// assert!(config.validate().is_ok());
 ///
-/// let bad = LeaderElectionConfig::new("replica-a").renew_deadline(Duration::from_secs(20));
+/// let bad = LeaderElectionOptions::new("replica-a").renew_deadline(Duration::from_secs(20));
 /// assert!(matches!(bad.validate(), Err(ConfigError::LeaseNotLongerThanRenewDeadline { .. })));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaderElectionConfig {
+pub struct LeaderElectionOptions {
     pub(crate) identity: String,
     pub(crate) name: String,
     pub(crate) lease_duration: Duration,
@@ -86,7 +86,7 @@ pub struct LeaderElectionConfig {
     pub(crate) release_on_cancel: bool,
 }
 
-impl LeaderElectionConfig {
+impl LeaderElectionOptions {
     /// A candidate named `identity` (unique among the candidates: a pod name, a host name and
     /// a random suffix), with client-go's default timings (15 s, 10 s, 2 s), releasing the lock
     /// when cancelled.
@@ -210,13 +210,13 @@ mod tests {
 
     #[test]
     fn client_go_rules_are_typed_errors() {
-        assert_eq!(LeaderElectionConfig::new("a").validate(), Ok(()));
+        assert_eq!(LeaderElectionOptions::new("a").validate(), Ok(()));
         assert_eq!(
-            LeaderElectionConfig::new("").validate(),
+            LeaderElectionOptions::new("").validate(),
             Err(ConfigError::EmptyIdentity)
         );
         assert_eq!(
-            LeaderElectionConfig::new("a")
+            LeaderElectionOptions::new("a")
                 .retry_period(Duration::ZERO)
                 .validate(),
             Err(ConfigError::Zero {
@@ -224,7 +224,7 @@ mod tests {
             })
         );
         assert_eq!(
-            LeaderElectionConfig::new("a")
+            LeaderElectionOptions::new("a")
                 .lease_duration(secs(10))
                 .renew_deadline(secs(10))
                 .validate(),
@@ -235,13 +235,13 @@ mod tests {
         );
         // 2.4 s is exactly 1.2 × 2 s: not greater, refused; 2.5 s passes.
         assert!(matches!(
-            LeaderElectionConfig::new("a")
+            LeaderElectionOptions::new("a")
                 .renew_deadline(Duration::from_millis(2400))
                 .validate(),
             Err(ConfigError::RenewDeadlineTooShort { .. })
         ));
         assert_eq!(
-            LeaderElectionConfig::new("a")
+            LeaderElectionOptions::new("a")
                 .renew_deadline(Duration::from_millis(2500))
                 .validate(),
             Ok(())

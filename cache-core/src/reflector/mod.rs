@@ -24,7 +24,7 @@
 //!   | anything else (a failed list, a watch that closes in under a second with no event, ...) | backs off, then relists |
 //!
 //! - **Backoff** between relists: 0.8 s doubling with jitter up to a 30 s base, starting over
-//!   after 2 healthy minutes ([`BackoffConfig`]).
+//!   after 2 healthy minutes ([`BackoffOptions`]).
 //! - **Batching.** Watch events that are already waiting are applied together with one
 //!   [`Store::transaction`] (one publish on a [`Cache`](crate::Cache)).
 //! - **Errors** go to the watch-error handler (and to `tracing`); none is fatal. The reflector
@@ -93,7 +93,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-pub use backoff::{Backoff, BackoffConfig, RetryWithDeadline};
+pub use backoff::{Backoff, BackoffOptions, RetryWithDeadline};
 pub use options::{DEFAULT_PAGE_SIZE, MIN_WATCH_TIMEOUT, ReflectorBuilder, ReflectorOptions};
 
 use crate::object::{Object, ResourceVersion};

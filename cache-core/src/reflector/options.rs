@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::backoff::{Backoff, BackoffConfig};
+use super::backoff::{Backoff, BackoffOptions};
 use super::{
     Counters, ErrorHandler, Inner, Reflector, ReflectorError, ShouldResync, SyncState, Validator,
 };
@@ -48,7 +48,7 @@ pub struct ReflectorOptions {
     pub page_size: Option<u32>,
     /// The backoff between relists and before re-watches after "too many requests" or
     /// "connection refused".
-    pub backoff: BackoffConfig,
+    pub backoff: BackoffOptions,
     /// The lower bound of the random watch timeout, honoured only above
     /// [`MIN_WATCH_TIMEOUT`]. Default 5 minutes.
     pub min_watch_timeout: Duration,
@@ -80,7 +80,7 @@ impl ReflectorOptions {
 
     /// Sets `backoff`.
     #[must_use]
-    pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
+    pub fn backoff(mut self, backoff: BackoffOptions) -> Self {
         self.backoff = backoff;
         self
     }
@@ -119,7 +119,7 @@ impl Default for ReflectorOptions {
         Self {
             resync_period: Duration::ZERO,
             page_size: None,
-            backoff: BackoffConfig::default(),
+            backoff: BackoffOptions::default(),
             min_watch_timeout: MIN_WATCH_TIMEOUT,
             max_internal_error_retry: Duration::from_secs(30),
             use_watch_list: true,
@@ -188,7 +188,7 @@ impl<T: Object> ReflectorBuilder<T> {
 
     /// Sets [`ReflectorOptions::backoff`].
     #[must_use]
-    pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
+    pub fn backoff(mut self, backoff: BackoffOptions) -> Self {
         self.options.backoff = backoff;
         self
     }

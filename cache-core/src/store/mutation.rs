@@ -936,7 +936,7 @@ mod tests {
             async move { informer.run(cancel).await }
         });
         source.put(unversioned("web", "old"));
-        assert!(informer.wait_for_cache_sync().await);
+        assert!(informer.wait_for_sync().await);
         until("the informer holds web", || {
             informer.cache().get_by_key(&key("web")).is_some()
         })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::handler::InformerEvent;
-use super::processor::{Processor, State};
+use super::listeners::{Processor, State};
 use crate::fifo::{DeletedFinalStateUnknown, DeletedObject, Delta};
 use crate::index::Hasher;
 use crate::object::{Object, ResourceVersion};

@@ -502,7 +502,7 @@ impl HandlerRegistration {
 
     /// Waits until [`has_synced`](Self::has_synced): true then; false when the handler is
     /// removed (or the informer stops) first.
-    pub async fn wait_synced(&self) -> bool {
+    pub async fn wait_for_sync(&self) -> bool {
         let mut rx = self.shared.status.subscribe();
         // The sender lives in `self`: the wait cannot fail.
         rx.wait_for(|s| s.synced || s.removed)
