@@ -480,7 +480,7 @@ fn bench_informer(c: &mut Criterion, measured: &mut Vec<Measured>) {
                         let (informer, stop) = (informer.clone(), stop.clone());
                         async move { informer.run(stop).await }
                     });
-                    registration.wait_for_sync().await;
+                    assert!(registration.wait_for_sync().await);
                     assert_eq!(count.get(), OBJECTS as u64);
                     assert_eq!(informer.cache().len(), OBJECTS);
                     stop.cancel();

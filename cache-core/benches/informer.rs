@@ -64,7 +64,7 @@ fn initial_sync(c: &mut Criterion) {
                         let (informer, stop) = (informer.clone(), stop.clone());
                         async move { informer.run(stop).await }
                     });
-                    registration.wait_for_sync().await;
+                    assert!(registration.wait_for_sync().await);
                     assert_eq!(count.get(), OBJECTS as u64);
                     stop.cancel();
                     run.await.expect("the informer stops");

@@ -121,5 +121,39 @@ pub use cache_derive::Indexed;
 #[doc(hidden)]
 pub mod __private;
 
+/// The default name of an informer, a controller or a handler: the last path segment of its
+/// type's name, without generic arguments (`Pod` for `my_crate::model::Pod<X>`).
+pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+/// The message of a caught panic, for logs: its `&str` or `String` payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("<non-string panic payload>")
+}
+
 #[cfg(test)]
 mod test_support;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_message_is_its_string_payload_whatever_its_type() {
+        let caught = |f: fn()| std::panic::catch_unwind(f).unwrap_err();
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let literal = caught(|| panic!("literal"));
+        let formatted = caught(|| panic!("formatted {}", 7));
+        let other = caught(|| std::panic::panic_any(7_u32));
+        std::panic::set_hook(prev);
+        assert_eq!(super::panic_message(&*literal), "literal");
+        assert_eq!(super::panic_message(&*formatted), "formatted 7");
+        assert_eq!(super::panic_message(&*other), "<non-string panic payload>");
+    }
+}

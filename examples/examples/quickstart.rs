@@ -468,7 +468,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     progress_bar(pods.cache().len(), pods_src.len());
-    nodes.wait_for_sync().await;
+    if !nodes.wait_for_sync().await {
+        return Err("the nodes informer stopped before it synced".into());
+    }
     println!(
         "\n  synced {} pods and {} nodes in {:.2?} ({} list pages of 500, {:?} round trip each)\n",
         thousands(pods.cache().len() as u64),
@@ -542,7 +544,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = controller.handle();
     let stop_controller = CancellationToken::new();
     let controller = tokio::spawn(controller.run(drain, cluster.clone(), stop_controller.clone()));
-    handle.wait_for_sync().await;
+    if !handle.wait_for_sync().await {
+        return Err("the drain controller stopped before its caches synced".into());
+    }
     println!(
         "drain controller ready; churn of {} writes/s, a node cordoned every {:?}, for {:?}:",
         thousands(CHURN_PER_SECOND),

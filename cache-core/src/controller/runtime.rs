@@ -27,6 +27,7 @@ use crate::object::Object;
 use crate::reflector::{Reflector, ReflectorStats};
 use crate::store::Cache;
 use crate::workqueue::{FacadeMetrics, RateLimiter, WorkQueue};
+use crate::{panic_message, short_type_name};
 
 /// The default number of reconciles a controller runs at once.
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -168,6 +169,7 @@ impl ControllerHandle {
 
     /// Waits until the controller is ready, or stopping. Returns whether it is ready (false if
     /// it was cancelled before its caches synced).
+    #[must_use = "false means the controller was cancelled before its caches synced"]
     pub async fn wait_for_sync(&self) -> bool {
         let mut rx = self.status.phase.subscribe();
         // The sender lives in `self.status`: the wait cannot fail.
@@ -304,14 +306,6 @@ impl<T: Object> fmt::Debug for Controller<T> {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// The last path segment of a type's name, without its generic arguments: `Pod` for
-/// `my_crate::model::Pod<X>`.
-pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
-    let full = std::any::type_name::<T>();
-    let base = full.split('<').next().unwrap_or(full);
-    base.rsplit("::").next().unwrap_or(base)
 }
 
 impl<T: Object> Controller<T> {
@@ -658,14 +652,6 @@ impl<T: Object> Drop for InFlight<'_, T> {
         self.metrics.active.decrement(1.0);
         self.queue.done(self.key);
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(not a string)")
 }
 
 impl<T, D, E, F, Fut, P> Worker<T, D, F, P>

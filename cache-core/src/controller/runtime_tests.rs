@@ -1025,9 +1025,9 @@ fn a_controller_run_is_send() {
 
 #[test]
 fn short_type_names() {
-    assert_eq!(runtime::short_type_name::<Item>(), "Item");
-    assert_eq!(runtime::short_type_name::<Vec<Item>>(), "Vec");
-    assert_eq!(runtime::short_type_name::<u32>(), "u32");
+    assert_eq!(crate::short_type_name::<Item>(), "Item");
+    assert_eq!(crate::short_type_name::<Vec<Item>>(), "Vec");
+    assert_eq!(crate::short_type_name::<u32>(), "u32");
 }
 
 // --- on informers ----------------------------------------------------------------------------

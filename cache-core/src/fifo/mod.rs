@@ -169,7 +169,7 @@ pub use latest::Fifo;
 pub use real_fifo::{RealFifo, RealFifoOptions, ReplaceMode};
 
 use crate::object::{Object, ResourceVersion};
-use crate::store::{Cache, Store, StoreError, TransactionError};
+use crate::store::{Cache, Change, Store, StoreError, TransactionError};
 
 /// The queue has been closed: nothing more will come out of it.
 ///
@@ -269,6 +269,18 @@ impl<T: Object> Delta<T> {
             self,
             Delta::ReplacedAll { .. } | Delta::SyncAll | Delta::Bookmark { .. }
         )
+    }
+}
+
+/// A store write as the delta a queue records for it: an add is [`Delta::Added`], an update
+/// [`Delta::Updated`], a delete [`Delta::Deleted`] with the object's last state.
+impl<T: Object> From<Change<T>> for Delta<T> {
+    fn from(change: Change<T>) -> Self {
+        match change {
+            Change::Add(o) => Delta::Added(o),
+            Change::Update(o) => Delta::Updated(o),
+            Change::Delete(o) => Delta::Deleted(DeletedObject::Object(o)),
+        }
     }
 }
 

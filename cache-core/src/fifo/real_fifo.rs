@@ -569,11 +569,7 @@ impl<T: Object> Store<T> for RealFifo<T> {
         let total = changes.len();
         let deltas: Vec<Delta<T>> = changes
             .into_iter()
-            .map(|c| match c {
-                Change::Add(o) => Delta::Added(self.transform(o)),
-                Change::Update(o) => Delta::Updated(self.transform(o)),
-                Change::Delete(o) => Delta::Deleted(DeletedObject::Object(self.transform(o))),
-            })
+            .map(|c| Delta::from(c.map(|o| self.transform(o))))
             .collect();
         self.write_batch(total, |state| {
             for delta in deltas {

@@ -14,6 +14,7 @@ use super::sync::{CacheSync, pending_syncs, wait_for_named_sync, wait_for_sync};
 use super::{DEFAULT_BATCH_SIZE, QueueKind, SharedIndexInformer, SharedIndexInformerBuilder};
 use crate::index::Indexed;
 use crate::object::Object;
+use crate::short_type_name;
 use crate::source::ListerWatcher;
 
 /// What makes two informers of one type and one source different: each distinct set of options
@@ -365,11 +366,4 @@ fn downcast<T: Object>(held: &dyn Held) -> SharedIndexInformer<T> {
         .downcast_ref::<SharedIndexInformer<T>>()
         .expect("the key's type id is the informer's type")
         .clone()
-}
-
-/// `Pod` for `my_crate::api::Pod`, `Wrapper` for `my_crate::Wrapper<other::Inner>`.
-fn short_type_name<T>() -> &'static str {
-    let full = std::any::type_name::<T>();
-    let path = full.split('<').next().unwrap_or(full);
-    path.rsplit("::").next().unwrap_or(path)
 }

@@ -107,6 +107,7 @@ pub fn pending_syncs<'a>(caches: &[&'a dyn CacheSync]) -> Vec<&'a str> {
 /// stop.cancel();
 /// # });
 /// ```
+#[must_use = "false means a cache stopped before it synced"]
 pub async fn wait_for_sync(caches: &[&dyn CacheSync]) -> bool {
     let mut waits: FuturesUnordered<_> = caches.iter().map(|c| c.wait_for_sync()).collect();
     while let Some(synced) = waits.next().await {
@@ -121,11 +122,13 @@ pub async fn wait_for_sync(caches: &[&dyn CacheSync]) -> bool {
 /// (client-go's `WaitForNamedCacheSync`, and more): it logs when the wait starts, names the
 /// caches still not synced every [`DEFAULT_SYNC_REPORT_INTERVAL`] (a warning), and logs the
 /// end: synced, or which cache stopped first.
+#[must_use = "false means a cache stopped before it synced"]
 pub async fn wait_for_named_sync(controller: &str, caches: &[&dyn CacheSync]) -> bool {
     wait_for_named_sync_every(controller, caches, DEFAULT_SYNC_REPORT_INTERVAL).await
 }
 
 /// [`wait_for_named_sync`], naming the late caches every `report_every` (zero: never).
+#[must_use = "false means a cache stopped before it synced"]
 pub async fn wait_for_named_sync_every(
     controller: &str,
     caches: &[&dyn CacheSync],

@@ -281,11 +281,29 @@ impl<T: Object> Reflector<T> {
         *self.inner.synced.borrow()
     }
 
-    /// Waits until [`has_synced`](Self::has_synced).
+    /// Waits until [`has_synced`](Self::has_synced). Only [`run`](Self::run) makes a reflector
+    /// sync: while it is not running, the wait logs a warning, with the reflector's name, every
+    /// [`NEVER_RUN_WARNING_PERIOD`](crate::informer::NEVER_RUN_WARNING_PERIOD).
     pub async fn wait_for_sync(&self) {
+        let period = crate::informer::NEVER_RUN_WARNING_PERIOD;
         let mut rx = self.inner.synced.subscribe();
         // The sender lives in `self`: the wait cannot fail.
-        let _ = rx.wait_for(|synced| *synced).await;
+        let wait = rx.wait_for(|synced| *synced);
+        let mut wait = std::pin::pin!(wait);
+        let mut warn_at = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                _ = &mut wait => return,
+                _ = warn_at.tick() => {
+                    if !self.inner.running.load(Ordering::Acquire) {
+                        warn!(
+                            reflector = %self.inner.name,
+                            "waiting for a reflector to sync, but it is not running: call `run` on it"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// The version of the collection the store reflects: that of the last list, event or

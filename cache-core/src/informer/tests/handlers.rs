@@ -72,7 +72,7 @@ async fn a_late_handler_misses_nothing_and_gets_nothing_twice() {
     let source = MemorySource::new();
     let informer = informer(&source).build();
     let (cancel, task) = start(&informer);
-    informer.wait_for_sync().await;
+    assert!(informer.wait_for_sync().await);
     let writer = tokio::spawn({
         let source = source.clone();
         async move {
@@ -201,7 +201,7 @@ async fn shut_down_event_handler_returns_promptly_when_nothing_runs() {
 
     let before = informer.add_event_handler(Recorder::new()).unwrap();
     let (cancel, task) = start(&informer);
-    informer.wait_for_sync().await;
+    assert!(informer.wait_for_sync().await);
     let after = informer.add_event_handler(Recorder::new()).unwrap();
     for reg in [&before, &after] {
         tokio::time::timeout(
@@ -302,7 +302,7 @@ async fn a_slow_handler_blocks_neither_the_others_nor_the_cache() {
     let fast = Recorder::new();
     informer.add_event_handler(fast.clone()).unwrap();
     let (cancel, task) = start(&informer);
-    informer.wait_for_sync().await;
+    assert!(informer.wait_for_sync().await);
 
     source.put(pod("p000", 0));
     let first = tokio::task::spawn_blocking(move || {

@@ -52,7 +52,7 @@ async fn a_stopped_informer_refuses_handlers() {
     let informer = informer(&source).build();
     let reg = informer.add_event_handler(Recorder::new()).unwrap();
     let (cancel, task) = start(&informer);
-    informer.wait_for_sync().await;
+    assert!(informer.wait_for_sync().await);
     stop(cancel, task).await;
 
     let refused = informer
@@ -95,7 +95,7 @@ async fn an_informer_runs_once() {
     let source = MemorySource::new();
     let informer = informer(&source).build();
     let (cancel, task) = start(&informer);
-    informer.wait_for_sync().await;
+    assert!(informer.wait_for_sync().await);
     tokio::time::timeout(
         Duration::from_secs(1),
         informer.run(CancellationToken::new()),
@@ -154,7 +154,7 @@ async fn no_task_is_left_after_the_stop() {
     informer.add_event_handler(Recorder::new()).unwrap();
     let mut events = informer.events().unwrap();
     let (cancel, task) = start(&informer);
-    informer.wait_for_sync().await;
+    assert!(informer.wait_for_sync().await);
     let late = informer.add_event_handler(Recorder::new()).unwrap();
     let removed = informer.add_event_handler(Recorder::new()).unwrap();
     informer.remove_event_handler(&removed);
@@ -184,7 +184,7 @@ async fn dropping_run_stops_the_handlers() {
     let informer = informer(&source).build();
     let reg = informer.add_event_handler(Recorder::new()).unwrap();
     let (_cancel, task) = start(&informer);
-    reg.wait_for_sync().await;
+    assert!(reg.wait_for_sync().await);
     task.abort();
     let _ = task.await;
     assert!(informer.is_stopped());
@@ -281,7 +281,7 @@ async fn handlers_added_while_the_informer_starts_get_the_list_once() {
     let (cancel, task) = start(&informer);
     let mirrors: Vec<(Mirror, HandlerRegistration)> =
         adders.into_iter().flat_map(|t| t.join().unwrap()).collect();
-    informer.wait_for_sync().await;
+    assert!(informer.wait_for_sync().await);
     let expected = content(informer.cache());
     assert_eq!(expected.len(), 200);
     for (mirror, reg) in &mirrors {

@@ -6,6 +6,7 @@ mod lifecycle;
 mod pipeline;
 mod resync;
 mod several;
+mod waiting;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
