@@ -8,38 +8,6 @@
 //! filled by a [`Reflector`] or shared through a [`SharedIndexInformer`], and worked on by a
 //! [`Controller`].
 //!
-//! # Modules
-//!
-//! - [`object`]: what can be cached: [`Object`], its key, its [`ResourceVersion`].
-//! - [`store`]: client-go's [`Store`] contract, the [`Cache`] and the specialised stores
-//!   (expiration, mutation, undelta).
-//! - [`index`]: indexes from closures ([`Indexer`]) or, typed, from
-//!   [`#[derive(Indexed)]`](derive@Indexed).
-//! - [`lister`]: reads by Kubernetes label selector ([`LabelSelector`]) and by namespace.
-//! - [`source`]: the [`ListerWatcher`](source::ListerWatcher) contract and the in-memory
-//!   [`MemorySource`].
-//! - [`reflector`]: the [`Reflector`], which keeps a store equal to a source by list and watch.
-//! - [`fifo`]: the queues between a reflector and a cache (`Fifo`, `DeltaFifo`, `RealFifo`), and
-//!   the keyed priority queue `Heap`.
-//! - [`informer`]: the [`SharedIndexInformer`], one list+watch shared as a cache and as
-//!   notifications, and waiting for several informers at once.
-//! - [`workqueue`]: the rate-limited queue of keys a controller works from, and its rate
-//!   limiters.
-//! - [`controller`]: the [`Controller`] runtime around a reconcile function.
-//! - [`leader`]: leader election among a controller's replicas, with fencing tokens.
-//! - `endpoints` (feature `endpoints`): `/metrics`, `/healthz` and `/readyz` over HTTP.
-//! - [`prelude`]: what a typical program imports, in one line.
-//!
-//! # What the crate root exports
-//!
-//! The root holds the types a program starts from and the errors their methods return: objects
-//! and keys, the store contract and the cache, indexes, listers and selectors, the in-memory
-//! source, the reflector, the informer and its handlers, and the controller. Specialist types
-//! stay in their modules, named by their module's path: the queues of [`fifo`], the work queue,
-//! its rate limiters and metrics ([`workqueue`], [`controller::names`]), the specialised stores
-//! of [`store`], the backoff of [`reflector`], and the options of each piece. The [`prelude`]
-//! adds, to the root's types, the traits whose methods a program calls.
-//!
 //! # Example
 //!
 //! ```
@@ -78,6 +46,38 @@
 //!
 //! Types you cannot annotate get indexes from closures ([`Indexer`]); the attributes and what
 //! they generate are described on [`Indexed`](derive@Indexed).
+//!
+//! # Modules
+//!
+//! - [`object`]: what can be cached: [`Object`], its key, its [`ResourceVersion`].
+//! - [`store`]: client-go's [`Store`] contract, the [`Cache`] and the specialised stores
+//!   (expiration, mutation, undelta).
+//! - [`index`]: indexes from closures ([`Indexer`]) or, typed, from
+//!   [`#[derive(Indexed)]`](derive@Indexed).
+//! - [`lister`]: reads by Kubernetes label selector ([`LabelSelector`]) and by namespace.
+//! - [`source`]: the [`ListerWatcher`](source::ListerWatcher) contract and the in-memory
+//!   [`MemorySource`].
+//! - [`reflector`]: the [`Reflector`], which keeps a store equal to a source by list and watch.
+//! - [`fifo`]: the queues between a reflector and a cache (`Fifo`, `DeltaFifo`, `RealFifo`), and
+//!   the keyed priority queue `Heap`.
+//! - [`informer`]: the [`SharedIndexInformer`], one list+watch shared as a cache and as
+//!   notifications, and waiting for several informers at once.
+//! - [`workqueue`]: the rate-limited queue of keys a controller works from, and its rate
+//!   limiters.
+//! - [`controller`]: the [`Controller`] runtime around a reconcile function.
+//! - [`leader`]: leader election among a controller's replicas, with fencing tokens.
+//! - `endpoints` (feature `endpoints`): `/metrics`, `/healthz` and `/readyz` over HTTP.
+//! - [`prelude`]: what a typical program imports, in one line.
+//!
+//! # What the crate root exports
+//!
+//! The root holds the types a program starts from and the errors their methods return: objects
+//! and keys, the store contract and the cache, indexes, listers and selectors, the in-memory
+//! source, the reflector, the informer and its handlers, and the controller. Specialist types
+//! stay in their modules, named by their module's path: the queues of [`fifo`], the work queue,
+//! its rate limiters and metrics ([`workqueue`], [`controller::names`]), the specialised stores
+//! of [`store`], and the reflector's backoff ([`reflector::BackoffOptions`]). The [`prelude`]
+//! adds, to the root's types, the traits whose methods a program calls.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]

@@ -54,7 +54,7 @@ pub enum ConfigError {
     },
 }
 
-/// How a candidate takes part in an election: client-go's `LeaderElectionOptions`.
+/// How a candidate takes part in an election: client-go's `LeaderElectionConfig`.
 ///
 /// - `lease_duration`: how long followers wait, by their own clock, after they last saw the
 ///   lock change, before they take it over;
