@@ -355,7 +355,7 @@ impl<T: Object> Controller<T> {
     }
 
     /// The rate limiter of failed keys. The default is
-    /// [`default_rate_limiter`](super::default_rate_limiter): 5 ms doubling up to 1000 s per
+    /// [`default_rate_limiter`](crate::workqueue::default_rate_limiter): 5 ms doubling up to 1000 s per
     /// key, at most 10 retries per second overall after a burst of 100.
     #[must_use]
     pub fn rate_limiter(mut self, limiter: impl RateLimiter<T::Key> + 'static) -> Self {

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use super::config::{ConfigError, LeaderElectionOptions};
 use super::lock::{LeaderRecord, LeaseLock, LockError, LockState, Written};
+use super::options::{LeaderElectionOptions, OptionsError};
 
 /// Metric names of an elector, labelled `name` (the election's name).
 pub mod names {
@@ -312,7 +312,7 @@ struct ElectorMetrics {
 /// use tokio_util::sync::CancellationToken;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), cache_core::leader::ConfigError> {
+/// # async fn main() -> Result<(), cache_core::leader::OptionsError> {
 /// let lock = MemoryLock::new();
 /// let config = LeaderElectionOptions::new("replica-a")
 ///     .lease_duration(Duration::from_secs(15))
@@ -355,9 +355,9 @@ impl LeaderElector {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] if `config` breaks one of client-go's rules
+    /// [`OptionsError`] if `config` breaks one of client-go's rules
     /// ([`LeaderElectionOptions::validate`]).
-    pub fn new(lock: impl LeaseLock, config: LeaderElectionOptions) -> Result<Self, ConfigError> {
+    pub fn new(lock: impl LeaseLock, config: LeaderElectionOptions) -> Result<Self, OptionsError> {
         config.validate()?;
         Ok(Self {
             lock: Box::new(lock),

@@ -11,18 +11,18 @@
 //! [`Controller`](crate::controller::Controller) runs under an elector with
 //! [`leader_election`](crate::controller::Controller::leader_election).
 
-mod config;
 mod elector;
 mod lock;
 mod memory;
+mod options;
 
-pub use config::{
-    ConfigError, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD,
-    JITTER_FACTOR, LeaderElectionOptions,
-};
 pub use elector::{ElectionState, HealthError, LeaderElector, LeaderHandle, Leadership, names};
 pub use lock::{LeaderRecord, LeaseLock, LockError, LockState, MalformedRecord, Written};
 pub use memory::MemoryLock;
+pub use options::{
+    DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, JITTER_FACTOR,
+    LeaderElectionOptions, OptionsError,
+};
 
 #[cfg(test)]
 mod tests;

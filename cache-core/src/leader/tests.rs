@@ -416,7 +416,7 @@ fn invalid_durations_are_refused_when_the_elector_is_built() {
     .unwrap_err();
     assert!(matches!(
         error,
-        ConfigError::LeaseNotLongerThanRenewDeadline { .. }
+        OptionsError::LeaseNotLongerThanRenewDeadline { .. }
     ));
     assert!(LeaderElector::new(MemoryLock::new(), LeaderElectionOptions::new("")).is_err());
 }

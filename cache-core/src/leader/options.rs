@@ -20,7 +20,7 @@ pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(2);
 /// (`NewLeaderElector`), as a typed error.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum OptionsError {
     /// The identity is empty: a leader must be named in the lock.
     #[error("the candidate's identity must not be empty")]
     EmptyIdentity,
@@ -65,7 +65,7 @@ pub enum ConfigError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_core::leader::{ConfigError, LeaderElectionOptions};
+/// use cache_core::leader::{OptionsError, LeaderElectionOptions};
 ///
 /// let config = LeaderElectionOptions::new("replica-a")
 ///     .lease_duration(Duration::from_secs(15))
@@ -74,7 +74,7 @@ pub enum ConfigError {
 /// assert!(config.validate().is_ok());
 ///
 /// let bad = LeaderElectionOptions::new("replica-a").renew_deadline(Duration::from_secs(20));
-/// assert!(matches!(bad.validate(), Err(ConfigError::LeaseNotLongerThanRenewDeadline { .. })));
+/// assert!(matches!(bad.validate(), Err(OptionsError::LeaseNotLongerThanRenewDeadline { .. })));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderElectionOptions {
@@ -170,10 +170,10 @@ impl LeaderElectionOptions {
     ///
     /// # Errors
     ///
-    /// The first rule broken, as a [`ConfigError`].
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// The first rule broken, as a [`OptionsError`].
+    pub fn validate(&self) -> Result<(), OptionsError> {
         if self.identity.is_empty() {
-            return Err(ConfigError::EmptyIdentity);
+            return Err(OptionsError::EmptyIdentity);
         }
         for (which, duration) in [
             ("lease duration", self.lease_duration),
@@ -181,17 +181,17 @@ impl LeaderElectionOptions {
             ("retry period", self.retry_period),
         ] {
             if duration.is_zero() {
-                return Err(ConfigError::Zero { which });
+                return Err(OptionsError::Zero { which });
             }
         }
         if self.lease_duration <= self.renew_deadline {
-            return Err(ConfigError::LeaseNotLongerThanRenewDeadline {
+            return Err(OptionsError::LeaseNotLongerThanRenewDeadline {
                 lease_duration: self.lease_duration,
                 renew_deadline: self.renew_deadline,
             });
         }
         if self.renew_deadline.as_secs_f64() <= JITTER_FACTOR * self.retry_period.as_secs_f64() {
-            return Err(ConfigError::RenewDeadlineTooShort {
+            return Err(OptionsError::RenewDeadlineTooShort {
                 renew_deadline: self.renew_deadline,
                 retry_period: self.retry_period,
             });
@@ -213,13 +213,13 @@ mod tests {
         assert_eq!(LeaderElectionOptions::new("a").validate(), Ok(()));
         assert_eq!(
             LeaderElectionOptions::new("").validate(),
-            Err(ConfigError::EmptyIdentity)
+            Err(OptionsError::EmptyIdentity)
         );
         assert_eq!(
             LeaderElectionOptions::new("a")
                 .retry_period(Duration::ZERO)
                 .validate(),
-            Err(ConfigError::Zero {
+            Err(OptionsError::Zero {
                 which: "retry period"
             })
         );
@@ -228,7 +228,7 @@ mod tests {
                 .lease_duration(secs(10))
                 .renew_deadline(secs(10))
                 .validate(),
-            Err(ConfigError::LeaseNotLongerThanRenewDeadline {
+            Err(OptionsError::LeaseNotLongerThanRenewDeadline {
                 lease_duration: secs(10),
                 renew_deadline: secs(10)
             })
@@ -238,7 +238,7 @@ mod tests {
             LeaderElectionOptions::new("a")
                 .renew_deadline(Duration::from_millis(2400))
                 .validate(),
-            Err(ConfigError::RenewDeadlineTooShort { .. })
+            Err(OptionsError::RenewDeadlineTooShort { .. })
         ));
         assert_eq!(
             LeaderElectionOptions::new("a")
