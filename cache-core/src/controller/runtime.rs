@@ -540,6 +540,9 @@ impl<T: Object> Controller<T> {
     /// The metric handles are registered when `run` is called (not when the future is first
     /// polled), with the recorder installed then: the global one, or a thread-local one set with
     /// [`metrics::with_local_recorder`].
+    ///
+    /// Only cancelling `cancel` stops it: dropping the token (or every clone of it) stops
+    /// nothing. To stop when a scope ends, hold a [`CancellationToken::drop_guard`].
     pub fn run<D, E, F, Fut>(
         self,
         reconcile: F,

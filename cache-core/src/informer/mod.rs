@@ -592,6 +592,9 @@ impl<T: Object> SharedIndexInformer<T> {
     ///
     /// An informer runs once: a second call (during or after the first) logs a warning and
     /// returns at once.
+    ///
+    /// Only cancelling `cancel` stops it: dropping the token (or every clone of it) stops
+    /// nothing. To stop when a scope ends, hold a [`CancellationToken::drop_guard`].
     pub async fn run(&self, cancel: CancellationToken) {
         let processor = &self.inner.processor;
         let span = tracing::info_span!("informer", name = %processor.name);

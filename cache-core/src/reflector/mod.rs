@@ -23,6 +23,11 @@
 //!   | a continuation page expired | lists again in full, unpaginated |
 //!   | anything else (a failed list, a watch that closes in under a second with no event, ...) | backs off, then relists |
 //!
+//!   The streaming initial list follows the same rules, except that an expired or too-large
+//!   version makes it start over at once from the latest state, and any other failure falls
+//!   back to a list. The rules are one function of where the failure happened and what kind it
+//!   was, shared by the watch and the streaming list.
+//!
 //! - **Backoff** between relists: 0.8 s doubling with jitter up to a 30 s base, starting over
 //!   after 2 healthy minutes ([`BackoffOptions`]).
 //! - **Batching.** Watch events that are already waiting are applied together with one
