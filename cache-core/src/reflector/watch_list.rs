@@ -85,6 +85,7 @@ impl<T: Object> Reflector<T> {
                     self.state().unavailable = true;
                 }
                 (_, Some(error)) => return Err(error),
+                // Not a rule of the table (a failure without an error is retried): fall back.
                 (_, None) => {
                     return Err(SourceError::new(
                         SourceErrorKind::Other,
