@@ -68,7 +68,7 @@ struct State<T: Object> {
     /// A binary heap: every slot comes out no later than its children (`2i + 1`, `2i + 2`).
     slots: Vec<Slot<T>>,
     /// Where each key sits in `slots`.
-    positions: HashMap<T::Key, usize, foldhash::fast::RandomState>,
+    positions: HashMap<T::Key, usize, crate::engine::Hasher>,
 }
 
 struct Slot<T: Object> {

@@ -257,7 +257,7 @@ pub struct ExpirationCache<T: Object> {
 }
 
 struct State<T: Object> {
-    entries: HashMap<T::Key, Held<T>, foldhash::fast::RandomState>,
+    entries: HashMap<T::Key, Held<T>, crate::engine::Hasher>,
     /// The write sequence: orders entries by how recently they were written.
     seq: u64,
     last_rv: Option<ResourceVersion>,
