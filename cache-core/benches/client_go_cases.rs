@@ -480,7 +480,7 @@ fn bench_informer(c: &mut Criterion, measured: &mut Vec<Measured>) {
                         let (informer, stop) = (informer.clone(), stop.clone());
                         async move { informer.run(stop).await }
                     });
-                    registration.wait_synced().await;
+                    assert!(registration.wait_for_sync().await);
                     assert_eq!(count.get(), OBJECTS as u64);
                     assert_eq!(informer.cache().len(), OBJECTS);
                     stop.cancel();
@@ -508,7 +508,7 @@ fn bench_informer(c: &mut Criterion, measured: &mut Vec<Measured>) {
         let (informer, stop) = (informer.clone(), stop.clone());
         async move { informer.run(stop).await }
     });
-    rt.block_on(informer.wait_for_cache_sync());
+    rt.block_on(informer.wait_for_sync());
     let (mut round, mut told) = (0, OBJECTS as u64);
     let mut last = None;
     {

@@ -64,7 +64,7 @@ fn initial_sync(c: &mut Criterion) {
                         let (informer, stop) = (informer.clone(), stop.clone());
                         async move { informer.run(stop).await }
                     });
-                    registration.wait_synced().await;
+                    assert!(registration.wait_for_sync().await);
                     assert_eq!(count.get(), OBJECTS as u64);
                     stop.cancel();
                     run.await.expect("the informer stops");
@@ -100,7 +100,7 @@ fn bench_events(
         let (informer, stop) = (informer.clone(), stop.clone());
         async move { informer.run(stop).await }
     });
-    rt.block_on(informer.wait_for_cache_sync());
+    rt.block_on(informer.wait_for_sync());
     let mut round = 0;
     let mut told = OBJECTS as u64;
     group.bench_function(name, |b| {

@@ -7,8 +7,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache_core::controller::WorkQueue;
 use cache_core::lister::{Lister, namespace_indexer};
+use cache_core::workqueue::WorkQueue;
 use cache_core::{Cache, Indexers, LabelSelector, Labels, Object, ObjectKey};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 

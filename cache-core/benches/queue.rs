@@ -8,7 +8,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cache_core::{DeltaFifo, Fifo, Indexers, Object, ObjectKey, RealFifo, Store};
+use cache_core::fifo::{DeltaFifo, Fifo, RealFifo};
+use cache_core::{Indexers, Object, ObjectKey, Store};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 

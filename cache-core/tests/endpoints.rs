@@ -13,7 +13,7 @@ use bytes::Bytes;
 use cache_core::controller::{Action, Context, Controller};
 use cache_core::endpoints::{Endpoints, PrometheusBuilder};
 use cache_core::informer::SharedIndexInformer;
-use cache_core::leader::{LeaderElectionConfig, LeaderElector, MemoryLock};
+use cache_core::leader::{LeaderElectionOptions, LeaderElector, MemoryLock};
 use cache_core::source::memory::{MemorySource, Versioned};
 use cache_core::{Indexed, ResourceVersion};
 use http_body_util::{BodyExt, Empty};
@@ -147,7 +147,7 @@ async fn readyz_is_503_until_the_informers_sync_and_metrics_parse_as_prometheus_
     let informer = SharedIndexInformer::builder(source).name("pods").build();
     let elector = LeaderElector::new(
         MemoryLock::new(),
-        LeaderElectionConfig::new("replica-a").name("pods"),
+        LeaderElectionOptions::new("replica-a").name("pods"),
     )
     .unwrap();
     let leader = elector.handle();
@@ -180,7 +180,7 @@ async fn readyz_is_503_until_the_informers_sync_and_metrics_parse_as_prometheus_
         let (informer, stop) = (informer.clone(), stop.clone());
         async move { informer.run(stop).await }
     });
-    assert!(within(handle.ready()).await);
+    assert!(within(handle.wait_for_sync()).await);
     let (status, body) = within(get(addr, "/readyz")).await;
     assert_eq!((status, body.as_str()), (200, "[+]pods ok\nok\n"));
 
@@ -218,7 +218,7 @@ async fn readyz_is_503_until_the_informers_sync_and_metrics_parse_as_prometheus_
 async fn healthz_fails_while_the_leaders_renewals_stall() {
     const RETRY: Duration = Duration::from_secs(1);
     let lock = MemoryLock::new();
-    let config = LeaderElectionConfig::new("replica-a")
+    let config = LeaderElectionOptions::new("replica-a")
         .lease_duration(Duration::from_secs(6))
         .renew_deadline(Duration::from_secs(4))
         .retry_period(RETRY);

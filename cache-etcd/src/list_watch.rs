@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use cache_core::Object;
 use cache_core::source::{
-    BoxFuture, ListOptions, ListerWatcher, ObjectList, SourceError, SourceErrorKind, VersionMatch,
-    WatchEvent, WatchStream,
+    ListOptions, ListerWatcher, ObjectList, SourceError, SourceErrorKind, VersionMatch, WatchEvent,
+    WatchStream,
 };
 use etcd_client::{Client, ConnectOptions, GetOptions, KeyValue, WatchOptions, WatchResponse};
+use futures::future::BoxFuture;
 
 use crate::codec::{Codec, JsonCodec, Meta};
 use crate::error::{from_etcd, is_too_large};

@@ -83,7 +83,7 @@ fn unavailable(error: &etcd_client::Error) -> LockError {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use cache_core::leader::{LeaderElectionConfig, LeaderElector};
+/// use cache_core::leader::{LeaderElectionOptions, LeaderElector};
 /// use cache_etcd::EtcdLock;
 /// use tokio_util::sync::CancellationToken;
 ///
@@ -92,7 +92,7 @@ fn unavailable(error: &etcd_client::Error) -> LockError {
 /// let client = cache_etcd::connect(&["http://127.0.0.1:2379"]).await?;
 /// let lease = Duration::from_secs(15);
 /// let lock = EtcdLock::new(client, "/leases/pod-controller", lease);
-/// let config = LeaderElectionConfig::new("replica-a").lease_duration(lease);
+/// let config = LeaderElectionOptions::new("replica-a").lease_duration(lease);
 /// let elector = LeaderElector::new(lock, config)?;
 /// let leader = elector.handle();
 /// tokio::spawn(elector.run(CancellationToken::new()));

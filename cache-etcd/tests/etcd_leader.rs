@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_core::controller::{Action, Context, Controller, ControllerStats};
-use cache_core::leader::{LeaderElectionConfig, LeaderElector, LeaderHandle, LeaseLock};
+use cache_core::leader::{LeaderElectionOptions, LeaderElector, LeaderHandle, LeaseLock};
 use cache_core::{Cache, Indexed};
 use cache_etcd::EtcdLock;
 use harness::Etcd;
@@ -167,7 +167,7 @@ async fn candidate(
     }
     let endpoints: Vec<String> = proxies.iter().map(Proxy::endpoint).collect();
     let client = cache_etcd::connect(&endpoints).await.unwrap();
-    let config = LeaderElectionConfig::new(format!("candidate-{id}"))
+    let config = LeaderElectionOptions::new(format!("candidate-{id}"))
         .lease_duration(LEASE)
         .renew_deadline(RENEW)
         .retry_period(RETRY);

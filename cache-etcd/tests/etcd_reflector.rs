@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cache_core::reflector::{BackoffConfig, Reflector, ReflectorError};
+use cache_core::reflector::{BackoffOptions, Reflector, ReflectorError};
 use cache_core::source::SourceErrorKind;
 use cache_core::store::{Change, Store, StoreError, TransactionError};
 use cache_core::{Cache, Index, Indexer, Indexers, Object, ObjectKey, ResourceVersion};
@@ -88,7 +88,7 @@ fn start<S: Store<Pod> + 'static>(source: EtcdListWatch<Pod>, store: Arc<S>) -> 
     let errors = Arc::new(Mutex::new(Vec::new()));
     let reflector = Reflector::builder(source, store.clone())
         .name("etcd-pods")
-        .backoff(BackoffConfig::new(
+        .backoff(BackoffOptions::new(
             Duration::from_millis(50),
             2.0,
             Duration::from_millis(500),

@@ -124,7 +124,7 @@ fn lock_error(error: kube::Error) -> LockError {
 ///   its holder until it has not changed for a lease duration, and logs it.
 ///
 /// ```
-/// use cache_core::leader::{LeaderElectionConfig, LeaderElector};
+/// use cache_core::leader::{LeaderElectionOptions, LeaderElector};
 /// use cache_kube::KubeLeaseLock;
 /// use kube::{Client, Config};
 ///
@@ -133,7 +133,7 @@ fn lock_error(error: kube::Error) -> LockError {
 /// # let client = Client::try_from(Config::new("http://127.0.0.1:1".parse()?))?;
 /// // let client = Client::try_default().await?;
 /// let lock = KubeLeaseLock::new(client, "kube-system", "pod-controller");
-/// let elector = LeaderElector::new(lock, LeaderElectionConfig::new("pod-controller-7f9c"))?;
+/// let elector = LeaderElector::new(lock, LeaderElectionOptions::new("pod-controller-7f9c"))?;
 /// # drop(elector); Ok(()) }
 /// ```
 pub struct KubeLeaseLock {

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use cache_core::Object;
 use cache_core::source::{
-    BoxFuture, ListOptions, ListerWatcher, ObjectList, SourceError, SourceErrorKind, VersionMatch,
-    WatchStream,
+    ListOptions, ListerWatcher, ObjectList, SourceError, SourceErrorKind, VersionMatch, WatchStream,
 };
+use futures::future::BoxFuture;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 

@@ -8,7 +8,9 @@ mod support;
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use cache_core::leader::{LeaderElectionConfig, LeaderElector, LeaderRecord, LeaseLock, LockError};
+use cache_core::leader::{
+    LeaderElectionOptions, LeaderElector, LeaderRecord, LeaseLock, LockError,
+};
 use cache_kube::KubeLeaseLock;
 use serde_json::Value;
 use support::{ApiServer, Reply, within};
@@ -147,7 +149,7 @@ async fn an_elector_wins_a_missing_lease_with_the_created_version_as_token() {
     server
         .on_list(Reply::fixture(404, "status-404-lease.json"))
         .on_list(Reply::fixture(201, "lease-created.json"));
-    let config = LeaderElectionConfig::new("replica-a")
+    let config = LeaderElectionOptions::new("replica-a")
         .lease_duration(Duration::from_secs(15))
         .renew_deadline(Duration::from_secs(10))
         .retry_period(Duration::from_secs(2));

@@ -6,7 +6,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cache_core::reflector::{BackoffConfig, Reflector, ReflectorError};
+use cache_core::reflector::{BackoffOptions, Reflector, ReflectorError};
 use cache_core::source::SourceErrorKind;
 use cache_core::{Cache, Index, Indexer, Indexers, Object, ObjectKey, ResourceVersion};
 use cache_kube::{KubeListWatch, KubeObject, object_key, resource_version};
@@ -75,7 +75,7 @@ fn start(source: KubeListWatch<Pod, PodInfo>, cache: &Arc<Cache<PodInfo>>) -> Ru
     let errors = Arc::new(Mutex::new(Vec::new()));
     let reflector = Reflector::builder(source, cache.clone())
         // Real time, real sockets: keep the backoff short.
-        .backoff(BackoffConfig::new(
+        .backoff(BackoffOptions::new(
             Duration::from_millis(1),
             2.0,
             Duration::from_millis(10),

@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apiserver::{KubeApiServer, Options};
-use cache_core::reflector::{BackoffConfig, Reflector, ReflectorError};
+use cache_core::reflector::{BackoffOptions, Reflector, ReflectorError};
 use cache_core::source::{
-    BoxFuture, ListOptions, ListerWatcher, ObjectList, SourceError, SourceErrorKind, WatchEvent,
-    WatchStream,
+    ListOptions, ListerWatcher, ObjectList, SourceError, SourceErrorKind, WatchEvent, WatchStream,
 };
 use cache_core::{Cache, Indexed, Object, ObjectKey, ResourceVersion};
 use cache_kube::{KubeListWatch, object_key, resource_version};
+use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -188,7 +188,7 @@ impl<T: Object> Running<T> {
 fn run<T: Object>(source: impl ListerWatcher<T>, cache: &Arc<Cache<T>>) -> Running<T> {
     let errors = Arc::new(Mutex::new(Vec::new()));
     let reflector = Reflector::builder(source, cache.clone())
-        .backoff(BackoffConfig::new(
+        .backoff(BackoffOptions::new(
             Duration::from_millis(50),
             2.0,
             Duration::from_secs(1),

@@ -12,7 +12,7 @@ mod apiserver;
 use std::time::{Duration, Instant};
 
 use apiserver::KubeApiServer;
-use cache_core::leader::{LeaderElectionConfig, LeaderElector, LeaderHandle};
+use cache_core::leader::{LeaderElectionOptions, LeaderElector, LeaderHandle};
 use cache_kube::KubeLeaseLock;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
@@ -61,7 +61,7 @@ async fn three_candidates_hand_over_a_lease_with_increasing_tokens() {
     let mut candidates = Vec::new();
     for i in 0..3 {
         let lock = KubeLeaseLock::new(server.client().await, "default", "ha-test");
-        let config = LeaderElectionConfig::new(format!("replica-{i}"))
+        let config = LeaderElectionOptions::new(format!("replica-{i}"))
             .lease_duration(LEASE_DURATION)
             .renew_deadline(RENEW_DEADLINE)
             .retry_period(RETRY_PERIOD);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use cache_core::controller::{Action, Context, Controller};
 use cache_core::informer::SharedIndexInformer;
-use cache_core::leader::{LeaderElectionConfig, LeaderElector, LeaderHandle, MemoryLock};
+use cache_core::leader::{LeaderElectionOptions, LeaderElector, LeaderHandle, MemoryLock};
 use cache_core::source::memory::{MemorySource, Versioned};
 use cache_core::{Indexed, Object, ObjectKey, ResourceVersion};
 use tokio_util::sync::CancellationToken;
@@ -177,7 +177,7 @@ fn start_replica(
         .name("nodes")
         .build();
     let client = lock.connect();
-    let config = LeaderElectionConfig::new(format!("replica-{id}"))
+    let config = LeaderElectionOptions::new(format!("replica-{id}"))
         .name("drain")
         .lease_duration(LEASE)
         .renew_deadline(RENEW)

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use cache_core::controller::{Action, Context, Controller};
 use cache_core::informer::SharedIndexInformer;
-use cache_core::source::memory::{MemorySource, MemorySourceConfig, Versioned};
+use cache_core::source::memory::{MemorySource, MemorySourceOptions, Versioned};
 use cache_core::source::{ListOptions, ListerWatcher, ObjectList, SourceError, WatchStream};
 use cache_core::{Indexed, Object, ObjectKey, ResourceVersion};
 use futures::future::BoxFuture;
@@ -426,9 +426,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("typed-cache quickstart: a simulated cluster, mirrored and reconciled in process\n");
 
     // 1. The "API server": one embedded source per kind, filled with a cluster.
-    let config = MemorySourceConfig::default().history_limit(100_000);
-    let pods_src = MemorySource::with_config(config.clone());
-    let nodes_src = MemorySource::with_config(config);
+    let config = MemorySourceOptions::default().history_limit(100_000);
+    let pods_src = MemorySource::with_options(config.clone());
+    let nodes_src = MemorySource::with_options(config);
     let (_, fill_time) = timed(|| fill(&pods_src, &nodes_src, &mut Rng(1)));
     println!(
         "cluster: {} pods on {} nodes in {} zones, {} namespaces, {} ReplicaSets (filled in {:.0?})",
@@ -468,7 +468,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     progress_bar(pods.cache().len(), pods_src.len());
-    nodes.wait_for_cache_sync().await;
+    if !nodes.wait_for_sync().await {
+        return Err("the nodes informer stopped before it synced".into());
+    }
     println!(
         "\n  synced {} pods and {} nodes in {:.2?} ({} list pages of 500, {:?} round trip each)\n",
         thousands(pods.cache().len() as u64),
@@ -542,7 +544,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = controller.handle();
     let stop_controller = CancellationToken::new();
     let controller = tokio::spawn(controller.run(drain, cluster.clone(), stop_controller.clone()));
-    handle.ready().await;
+    if !handle.wait_for_sync().await {
+        return Err("the drain controller stopped before its caches synced".into());
+    }
     println!(
         "drain controller ready; churn of {} writes/s, a node cordoned every {:?}, for {:?}:",
         thousands(CHURN_PER_SECOND),

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_core::reflector::Reflector;
-use cache_core::source::memory::{MemorySource, MemorySourceConfig, Versioned};
+use cache_core::source::memory::{MemorySource, MemorySourceOptions, Versioned};
 use cache_core::source::{SourceError, SourceErrorKind};
 use cache_core::{
     Cache, Change, Indexers, Object, ResourceVersion, Store, StoreError, TransactionError,
@@ -337,11 +337,11 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
         .build()
         .expect("a runtime");
     rt.block_on(async {
-        let config = MemorySourceConfig::default()
+        let config = MemorySourceOptions::default()
             .history_limit(case.history_limit)
             .bookmark_interval(case.bookmark_secs.map(Duration::from_secs))
             .watch_list(case.watch_list);
-        let source = MemorySource::with_config(config);
+        let source = MemorySource::with_options(config);
         for (key, value) in &case.initial {
             source.put(obj(*key, *value));
         }

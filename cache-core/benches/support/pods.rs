@@ -1,7 +1,7 @@
 //! The embedded-source workload of the reflector and informer benchmarks: 100k pods of about
 //! 500 bytes, keyed `ns/name`, with a `namespace` and a `node` index, in a `MemorySource`.
 
-use cache_core::source::memory::{MemorySource, MemorySourceConfig, Versioned};
+use cache_core::source::memory::{MemorySource, MemorySourceOptions, Versioned};
 use cache_core::{Index, Indexer, Indexers, Object, ObjectKey, ResourceVersion};
 use tokio::runtime::Runtime;
 
@@ -62,10 +62,10 @@ pub fn two_indexes() -> Indexers<Pod> {
 
 /// A source holding [`OBJECTS`] pods, with history for the steady-state events.
 pub fn source(watch_list: bool) -> MemorySource<Pod> {
-    let config = MemorySourceConfig::default()
+    let config = MemorySourceOptions::default()
         .watch_list(watch_list)
         .history_limit(4 * EVENTS);
-    let source = MemorySource::with_config(config);
+    let source = MemorySource::with_options(config);
     for i in 0..OBJECTS {
         source.put(pod(i, i));
     }

@@ -6,10 +6,10 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use super::WorkQueue;
 use crate::leader::Leadership;
 use crate::object::Object;
 use crate::store::Cache;
+use crate::workqueue::WorkQueue;
 
 /// The caches a controller knows by type: its primary cache and those of its secondary watches.
 #[derive(Clone, Default)]

@@ -15,15 +15,19 @@ use crate::object::Object;
 /// add of the initial list (so the controller has queued them, and does not reconcile an
 /// object once for its initial pass and again for its initial add). An informer that stops
 /// before never opens the gate: the controller then waits for its cancellation, reconciling
-/// nothing.
+/// nothing. An informer that is never run is named in a warning every
+/// [`NEVER_RUN_WARNING_PERIOD`](crate::informer::NEVER_RUN_WARNING_PERIOD).
 fn synced<U: Object>(
     informer: &SharedIndexInformer<U>,
     events: &EventStream<U>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let registration = events.registration().clone();
-    let name = informer.name().to_owned();
+    let informer = informer.clone();
     async move {
-        if !registration.wait_synced().await {
+        // The informer syncs first (and warns while it is never run), then the stream catches up.
+        let synced = informer.wait_for_sync().await && registration.wait_for_sync().await;
+        let name = informer.name();
+        if !synced {
             warn!(
                 informer = name,
                 "the informer stopped before its cache synced; the controller will not start"
@@ -103,7 +107,7 @@ impl<T: Object> Controller<T> {
     /// });
     /// let run = tokio::spawn(controller.run(reconcile, Arc::new(()), stop.clone()));
     ///
-    /// assert!(handle.ready().await);
+    /// assert!(handle.wait_for_sync().await);
     /// node_source.put(Node { name: "n1".into(), cordoned: true, rv: None });
     /// while handle.stats().reconciles < 2 {
     ///     tokio::task::yield_now().await;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::runtime_tests::TestRecorder;
 use super::*;
-use crate::leader::{LeaderElectionConfig, LeaderElector, LeaderHandle, MemoryLock};
+use crate::leader::{LeaderElectionOptions, LeaderElector, LeaderHandle, MemoryLock};
 use crate::test_support::{self, Item};
 
 const LEASE: Duration = Duration::from_secs(15);
@@ -93,7 +93,7 @@ fn replica(
     stop: &CancellationToken,
 ) -> Running {
     let client = lock.connect();
-    let config = LeaderElectionConfig::new(format!("replica-{id}"))
+    let config = LeaderElectionOptions::new(format!("replica-{id}"))
         .name(format!("r{id}"))
         .lease_duration(LEASE)
         .renew_deadline(RENEW)

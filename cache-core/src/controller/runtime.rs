@@ -21,12 +21,13 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use super::action::{Action, Kind};
 use super::context::{CacheMap, Context, Shared};
-use super::telemetry::{ReconcileMetrics, StoreMetrics, WorkQueueMetrics};
-use super::{RateLimiter, WorkQueue};
+use super::telemetry::{ReconcileMetrics, StoreMetrics};
 use crate::leader::{ElectionState, LeaderElector, LeaderHandle, Leadership};
 use crate::object::Object;
 use crate::reflector::{Reflector, ReflectorStats};
 use crate::store::Cache;
+use crate::workqueue::{FacadeMetrics, RateLimiter, WorkQueue};
+use crate::{panic_message, short_type_name};
 
 /// The default number of reconciles a controller runs at once.
 pub const DEFAULT_CONCURRENCY: usize = 16;
@@ -168,7 +169,8 @@ impl ControllerHandle {
 
     /// Waits until the controller is ready, or stopping. Returns whether it is ready (false if
     /// it was cancelled before its caches synced).
-    pub async fn ready(&self) -> bool {
+    #[must_use = "false means the controller was cancelled before its caches synced"]
+    pub async fn wait_for_sync(&self) -> bool {
         let mut rx = self.status.phase.subscribe();
         // The sender lives in `self.status`: the wait cannot fail.
         let phase = rx
@@ -184,7 +186,7 @@ impl ControllerHandle {
     }
 
     /// Waits until [`Controller::run`] has returned.
-    pub async fn stopped(&self) {
+    pub async fn wait_stopped(&self) {
         let mut rx = self.status.phase.subscribe();
         let _ = rx.wait_for(|phase| *phase == Phase::Stopped).await;
     }
@@ -265,7 +267,7 @@ pub(crate) struct ObservedStore {
 /// let stop = CancellationToken::new();
 /// let run = tokio::spawn(controller.run(reconcile, Arc::new(()), stop.clone()));
 ///
-/// assert!(handle.ready().await);
+/// assert!(handle.wait_for_sync().await);
 /// cache.add(Arc::new(Pod { name: "db".into(), ready: false }))?;
 /// changed.unbounded_send("db".into()).unwrap();
 /// while handle.stats().reconciles < 2 {
@@ -304,14 +306,6 @@ impl<T: Object> fmt::Debug for Controller<T> {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// The last path segment of a type's name, without its generic arguments: `Pod` for
-/// `my_crate::model::Pod<X>`.
-pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
-    let full = std::any::type_name::<T>();
-    let base = full.split('<').next().unwrap_or(full);
-    base.rsplit("::").next().unwrap_or(base)
 }
 
 impl<T: Object> Controller<T> {
@@ -361,7 +355,7 @@ impl<T: Object> Controller<T> {
     }
 
     /// The rate limiter of failed keys. The default is
-    /// [`default_rate_limiter`](super::default_rate_limiter): 5 ms doubling up to 1000 s per
+    /// [`default_rate_limiter`](crate::workqueue::default_rate_limiter): 5 ms doubling up to 1000 s per
     /// key, at most 10 retries per second overall after a burst of 100.
     #[must_use]
     pub fn rate_limiter(mut self, limiter: impl RateLimiter<T::Key> + 'static) -> Self {
@@ -489,7 +483,7 @@ impl<T: Object> Controller<T> {
     /// ```
     /// use std::sync::Arc;
     /// use cache_core::controller::{Action, Context, Controller};
-    /// use cache_core::leader::{LeaderElectionConfig, LeaderElector, MemoryLock};
+    /// use cache_core::leader::{LeaderElectionOptions, LeaderElector, MemoryLock};
     /// use cache_core::{Cache, Indexed};
     /// use tokio_util::sync::CancellationToken;
     ///
@@ -507,7 +501,7 @@ impl<T: Object> Controller<T> {
     /// let cache = Arc::new(Cache::<Pod>::new());
     /// cache.add(Arc::new(Pod { name: "web".into() }))?;
     /// let lock = MemoryLock::new(); // an etcd or a Kubernetes lock across processes
-    /// let elector = LeaderElector::new(lock.connect(), LeaderElectionConfig::new("replica-a"))?;
+    /// let elector = LeaderElector::new(lock.connect(), LeaderElectionOptions::new("replica-a"))?;
     /// let leader = elector.handle();
     /// let controller = Controller::for_cache(cache).leader_election(elector);
     /// let handle = controller.handle();
@@ -546,6 +540,9 @@ impl<T: Object> Controller<T> {
     /// The metric handles are registered when `run` is called (not when the future is first
     /// polled), with the recorder installed then: the global one, or a thread-local one set with
     /// [`metrics::with_local_recorder`].
+    ///
+    /// Only cancelling `cancel` stops it: dropping the token (or every clone of it) stops
+    /// nothing. To stop when a scope ends, hold a [`CancellationToken::drop_guard`].
     pub fn run<D, E, F, Fut>(
         self,
         reconcile: F,
@@ -592,7 +589,7 @@ impl<T: Object> Controller<T> {
             .into_iter()
             .map(|store| (StoreMetrics::new(&name, &store.name), store.probe))
             .collect();
-        let mut queue = WorkQueue::builder().metrics(WorkQueueMetrics::new(name));
+        let mut queue = WorkQueue::builder().metrics(FacadeMetrics::new(name));
         if let Some(limiter) = self.rate_limiter {
             queue = queue.rate_limiter(limiter);
         }
@@ -658,14 +655,6 @@ impl<T: Object> Drop for InFlight<'_, T> {
         self.metrics.active.decrement(1.0);
         self.queue.done(self.key);
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(not a string)")
 }
 
 impl<T, D, E, F, Fut, P> Worker<T, D, F, P>

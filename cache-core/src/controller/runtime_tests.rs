@@ -19,6 +19,7 @@ use super::*;
 use crate::reflector::{Reflector, ReflectorStats};
 use crate::source::memory::{MemorySource, Versioned};
 use crate::test_support::{self, Item};
+use crate::workqueue::ItemExponentialRateLimiter;
 use crate::{Cache, Indexers, Object, ResourceVersion};
 
 fn ms(n: u64) -> Duration {
@@ -130,7 +131,7 @@ async fn every_cached_object_is_reconciled_once_at_start() {
         log.clone(),
         stop.clone(),
     ));
-    assert!(handle.ready().await);
+    assert!(handle.wait_for_sync().await);
     tokio::time::sleep(secs(10)).await;
     let mut keys = log.keys();
     keys.sort();
@@ -448,7 +449,7 @@ async fn the_first_reconcile_waits_for_the_caches_to_sync() {
     assert!(!handle.is_ready());
 
     synced.send(()).unwrap();
-    assert!(handle.ready().await);
+    assert!(handle.wait_for_sync().await);
     log.wait_for("a", 1).await;
     log.wait_for("b", 1).await;
     tokio::time::sleep(secs(1)).await;
@@ -649,7 +650,7 @@ async fn shutdown_lets_reconciles_in_flight_finish_and_leaves_no_task() {
         data.clone(),
         stop.clone(),
     ));
-    assert!(handle.ready().await);
+    assert!(handle.wait_for_sync().await);
     tokio::time::sleep(secs(1)).await;
     assert_eq!(handle.stats().in_flight, 2);
     let cancelled_at = Instant::now();
@@ -726,7 +727,7 @@ async fn a_controller_cancelled_before_its_caches_sync_stops_without_reconciling
     ));
     tokio::time::sleep(secs(5)).await;
     stop.cancel();
-    assert!(!within(handle.ready()).await);
+    assert!(!within(handle.wait_for_sync()).await);
     let stats = within(run).await.unwrap();
     assert_eq!(stats.reconciles, 0);
     assert!(log.keys().is_empty());
@@ -757,7 +758,7 @@ async fn dropping_the_run_future_aborts_its_reconciles() {
     data.log.wait_for("b", 1).await;
     assert!(handle.is_ready());
     run.abort();
-    within(handle.stopped()).await;
+    within(handle.wait_stopped()).await;
     assert!(!handle.is_ready());
     within(async {
         while alive_tasks() > baseline || Arc::strong_count(&data.live) > 1 {
@@ -891,7 +892,7 @@ async fn metrics_are_recorded_with_no_plumbing() {
         )
     });
     let run = tokio::spawn(run);
-    assert!(handle.ready().await);
+    assert!(handle.wait_for_sync().await);
     log.wait_for("c", 3).await;
     tokio::time::sleep(secs(2)).await;
     let r = &recorder;
@@ -987,7 +988,7 @@ async fn a_reflectors_relists_reach_the_store_metrics() {
         )
     });
     let run = tokio::spawn(run);
-    assert!(handle.ready().await);
+    assert!(handle.wait_for_sync().await);
     // An expired watch: the reflector relists and watches again.
     source.put_dropping_watch(item("b"));
     source.reset_watches();
@@ -1024,9 +1025,9 @@ fn a_controller_run_is_send() {
 
 #[test]
 fn short_type_names() {
-    assert_eq!(runtime::short_type_name::<Item>(), "Item");
-    assert_eq!(runtime::short_type_name::<Vec<Item>>(), "Vec");
-    assert_eq!(runtime::short_type_name::<u32>(), "u32");
+    assert_eq!(crate::short_type_name::<Item>(), "Item");
+    assert_eq!(crate::short_type_name::<Vec<Item>>(), "Vec");
+    assert_eq!(crate::short_type_name::<u32>(), "u32");
 }
 
 // --- on informers ----------------------------------------------------------------------------
@@ -1102,7 +1103,7 @@ mod on_informers {
         let controller = Controller::new(&items).unwrap();
         let handle = controller.handle();
         let run = tokio::spawn(controller.run(record, log.clone(), stop.clone()));
-        assert!(handle.ready().await);
+        assert!(handle.wait_for_sync().await);
         log.wait_for("a", 1).await;
         log.wait_for("b", 1).await;
 
@@ -1137,7 +1138,7 @@ mod on_informers {
             .unwrap();
         let handle = controller.handle();
         let run = tokio::spawn(controller.run(record, log.clone(), stop.clone()));
-        assert!(handle.ready().await);
+        assert!(handle.wait_for_sync().await);
         for name in ["a", "b", "c", "d"] {
             log.wait_for(name, 1).await;
         }
@@ -1224,7 +1225,7 @@ mod on_informers {
             controller.run(record, Arc::new(Log::default()), stop.clone())
         });
         let run = tokio::spawn(run);
-        assert!(handle.ready().await);
+        assert!(handle.wait_for_sync().await);
         // The items' watch is lost: a relist follows.
         items_src.put_dropping_watch(item("c"));
         items_src.reset_watches();
@@ -1261,7 +1262,7 @@ mod on_informers {
         let (items, teams) = (informer(&items_src, "items"), informer(&teams_src, "teams"));
         let stop = CancellationToken::new();
         let informers = run_informers(&items, &teams, &stop);
-        assert!(items.wait_for_cache_sync().await);
+        assert!(items.wait_for_sync().await);
         let controller = Controller::new(&items).unwrap();
         stop.cancel();
         within(informers).await.unwrap();

@@ -1,11 +1,8 @@
 //! The controller's metrics, through the [`metrics`] facade: whatever recorder the program
 //! installs (a Prometheus exporter, a statsd client, ...) receives them.
 
-use std::time::Duration;
-
 use metrics::{Counter, Gauge, Histogram, SharedString};
 
-use super::QueueMetrics;
 use crate::reflector::ReflectorStats;
 
 /// Metric names, all labelled `controller` (the controller's name); the store metrics also
@@ -46,68 +43,6 @@ pub mod names {
     pub const EVENTS_TOTAL: &str = "cache_reflector_events_total";
     /// Counter: errors a store's reflector reported.
     pub const ERRORS_TOTAL: &str = "cache_reflector_errors_total";
-}
-
-/// A [`QueueMetrics`] that records a [`WorkQueue`](super::WorkQueue)'s metrics through the
-/// [`metrics`] facade, under client-go's names (`workqueue_depth`, `workqueue_adds_total`,
-/// `workqueue_retries_total`, `workqueue_queue_duration_seconds`,
-/// `workqueue_work_duration_seconds`), labelled `controller`.
-///
-/// A [`Controller`](super::Controller) installs one on its queue; this is for a `WorkQueue` used
-/// on its own. The metric handles are registered with the recorder installed when `new` is
-/// called.
-///
-/// ```
-/// use cache_core::controller::{WorkQueue, WorkQueueMetrics};
-///
-/// let queue: WorkQueue<String> = WorkQueue::builder().metrics(WorkQueueMetrics::new("pods")).build();
-/// queue.add("default/web".to_owned());
-/// ```
-#[derive(Debug, Clone)]
-pub struct WorkQueueMetrics {
-    depth: Gauge,
-    adds: Counter,
-    retries: Counter,
-    queue_duration: Histogram,
-    work_duration: Histogram,
-}
-
-impl WorkQueueMetrics {
-    /// Registers the queue's metrics, labelled `controller = name`.
-    pub fn new(name: impl Into<SharedString>) -> Self {
-        let name = name.into();
-        Self {
-            depth: metrics::gauge!(names::WORKQUEUE_DEPTH, "controller" => name.clone()),
-            adds: metrics::counter!(names::WORKQUEUE_ADDS_TOTAL, "controller" => name.clone()),
-            retries: metrics::counter!(names::WORKQUEUE_RETRIES_TOTAL, "controller" => name.clone()),
-            queue_duration: metrics::histogram!(
-                names::WORKQUEUE_QUEUE_DURATION_SECONDS,
-                "controller" => name.clone()
-            ),
-            work_duration: metrics::histogram!(
-                names::WORKQUEUE_WORK_DURATION_SECONDS,
-                "controller" => name
-            ),
-        }
-    }
-}
-
-impl QueueMetrics for WorkQueueMetrics {
-    fn depth(&self, depth: usize) {
-        self.depth.set(depth as f64);
-    }
-    fn add(&self) {
-        self.adds.increment(1);
-    }
-    fn queue_latency(&self, latency: Duration) {
-        self.queue_duration.record(latency.as_secs_f64());
-    }
-    fn work_duration(&self, duration: Duration) {
-        self.work_duration.record(duration.as_secs_f64());
-    }
-    fn retry(&self) {
-        self.retries.increment(1);
-    }
 }
 
 /// The reconcile metrics of one controller.

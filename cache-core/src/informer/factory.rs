@@ -10,10 +10,11 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::sync::{CacheSync, pending_cache_syncs, wait_for_cache_sync, wait_for_named_cache_sync};
+use super::sync::{CacheSync, pending_syncs, wait_for_named_sync, wait_for_sync};
 use super::{DEFAULT_BATCH_SIZE, QueueKind, SharedIndexInformer, SharedIndexInformerBuilder};
 use crate::index::Indexed;
 use crate::object::Object;
+use crate::short_type_name;
 use crate::source::ListerWatcher;
 
 /// What makes two informers of one type and one source different: each distinct set of options
@@ -116,8 +117,8 @@ impl<T: Object> Held for SharedIndexInformer<T> {
 ///   in the key, and the function that makes the source runs only when the informer is created.
 /// - [`start`](Self::start) runs, together, every informer not running yet, each on its own
 ///   task; call it again after requesting more informers (it starts only the new ones).
-/// - [`wait_for_cache_sync`](Self::wait_for_cache_sync) is one wait for all the started
-///   informers; [`wait_for_named_cache_sync`](Self::wait_for_named_cache_sync) also logs which
+/// - [`wait_for_sync`](Self::wait_for_sync) is one wait for all the started
+///   informers; [`wait_for_named_sync`](Self::wait_for_named_sync) also logs which
 ///   ones are late, by name.
 /// - [`shutdown`](Self::shutdown) stops them all and waits for their tasks.
 ///
@@ -143,7 +144,7 @@ impl<T: Object> Held for SharedIndexInformer<T> {
 /// assert!(std::sync::Arc::ptr_eq(for_scheduler.cache(), for_autoscaler.cache()));
 ///
 /// factory.start();
-/// assert!(factory.wait_for_cache_sync().await);
+/// assert!(factory.wait_for_sync().await);
 /// assert_eq!(for_autoscaler.cache().by_node("n1").len(), 1);
 /// factory.shutdown().await;
 /// assert!(for_scheduler.is_stopped());
@@ -320,27 +321,27 @@ impl InformerFactory {
 
     /// Waits until every started informer has synced: true then, false as soon as one stops
     /// first. Informers not started are not waited for (as in client-go).
-    pub async fn wait_for_cache_sync(&self) -> bool {
+    pub async fn wait_for_sync(&self) -> bool {
         let held = self.started();
         let caches: Vec<&dyn CacheSync> = held.iter().map(|h| h.as_sync()).collect();
-        wait_for_cache_sync(&caches).await
+        wait_for_sync(&caches).await
     }
 
-    /// [`wait_for_cache_sync`](Self::wait_for_cache_sync) with the logs of
-    /// [`wait_for_named_cache_sync`](super::wait_for_named_cache_sync): for `controller`, the
+    /// [`wait_for_sync`](Self::wait_for_sync) with the logs of
+    /// [`wait_for_named_sync`](super::wait_for_named_sync): for `controller`, the
     /// informers still not synced are named every
     /// [`DEFAULT_SYNC_REPORT_INTERVAL`](super::DEFAULT_SYNC_REPORT_INTERVAL).
-    pub async fn wait_for_named_cache_sync(&self, controller: &str) -> bool {
+    pub async fn wait_for_named_sync(&self, controller: &str) -> bool {
         let held = self.started();
         let caches: Vec<&dyn CacheSync> = held.iter().map(|h| h.as_sync()).collect();
-        wait_for_named_cache_sync(controller, &caches).await
+        wait_for_named_sync(controller, &caches).await
     }
 
     /// The names of the started informers that have not synced yet.
     pub fn pending(&self) -> Vec<String> {
         let held = self.started();
         let caches: Vec<&dyn CacheSync> = held.iter().map(|h| h.as_sync()).collect();
-        pending_cache_syncs(&caches)
+        pending_syncs(&caches)
             .into_iter()
             .map(str::to_owned)
             .collect()
@@ -365,11 +366,4 @@ fn downcast<T: Object>(held: &dyn Held) -> SharedIndexInformer<T> {
         .downcast_ref::<SharedIndexInformer<T>>()
         .expect("the key's type id is the informer's type")
         .clone()
-}
-
-/// `Pod` for `my_crate::api::Pod`, `Wrapper` for `my_crate::Wrapper<other::Inner>`.
-fn short_type_name<T>() -> &'static str {
-    let full = std::any::type_name::<T>();
-    let path = full.split('<').next().unwrap_or(full);
-    path.rsplit("::").next().unwrap_or(path)
 }

@@ -5,8 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::fifo::DeletedObject;
 use crate::object::Object;
-use crate::queue::DeletedObject;
 
 /// Receives an informer's notifications (client-go's `ResourceEventHandler`, typed). Every
 /// method has a default that does nothing: implement only what you need.
@@ -17,7 +17,7 @@ use crate::queue::DeletedObject;
 /// later state).
 ///
 /// The methods are synchronous and run on a runtime worker thread: a handler that does
-/// long or blocking work should hand it on (to a [`WorkQueue`](crate::WorkQueue), or to
+/// long or blocking work should hand it on (to a [`WorkQueue`](crate::workqueue::WorkQueue), or to
 /// `tokio::task::spawn_blocking`) rather than hold the worker. A handler that panics loses the
 /// notification it was handling (the panic is logged through `tracing`) and goes on with the
 /// next one; other handlers are not affected.

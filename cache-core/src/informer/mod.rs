@@ -70,13 +70,13 @@
 //! cancelled, then stops the handlers (a callback in progress finishes; what is still buffered
 //! for a handler is dropped; an event stream yields what it has, then ends) and waits for
 //! their tasks before it returns: nothing is left running. An informer runs once;
-//! [`wait_for_cache_sync`](SharedIndexInformer::wait_for_cache_sync) waits for the first list
+//! [`wait_for_sync`](SharedIndexInformer::wait_for_sync) waits for the first list
 //! without polling.
 //!
 //! # Several informers
 //!
-//! [`wait_for_cache_sync`] waits for several informers (of any types) at once, and
-//! [`wait_for_named_cache_sync`] also logs, by name, the ones that are late. An
+//! [`wait_for_sync`] waits for several informers (of any types) at once, and
+//! [`wait_for_named_sync`] also logs, by name, the ones that are late. An
 //! [`InformerFactory`] hands out one shared informer per type, source and options to every
 //! controller that asks, starts them together and has one wait for all.
 //!
@@ -120,7 +120,7 @@
 //!     let (pods, stop) = (pods.clone(), stop.clone());
 //!     async move { pods.run(stop).await }
 //! });
-//! assert!(pods.wait_for_cache_sync().await);
+//! assert!(pods.wait_for_sync().await);
 //! assert_eq!(added.recv().await, Some(("web-1".into(), true)));
 //!
 //! source.put(pod("web-2", "n1"));
@@ -139,10 +139,10 @@
 //! # }).unwrap();
 //! ```
 
+mod apply;
 mod factory;
 mod handler;
-mod process;
-mod processor;
+mod listeners;
 mod sync;
 
 #[cfg(test)]
@@ -158,26 +158,32 @@ use tracing::{Instrument, info, warn};
 
 pub use factory::{InformerFactory, InformerOptions};
 pub use handler::{EventHandler, FilteringHandler, HandlerFns, HandlerOptions, InformerEvent};
-pub use processor::{EventStream, HandlerRegistration, MINIMUM_RESYNC_PERIOD};
+pub use listeners::{EventStream, HandlerRegistration, MINIMUM_RESYNC_PERIOD};
 pub use sync::{
-    CacheSync, DEFAULT_SYNC_REPORT_INTERVAL, pending_cache_syncs, wait_for_cache_sync,
-    wait_for_named_cache_sync, wait_for_named_cache_sync_every,
+    CacheSync, DEFAULT_SYNC_REPORT_INTERVAL, pending_syncs, wait_for_named_sync,
+    wait_for_named_sync_every, wait_for_sync,
 };
 
-use processor::Processor;
+use listeners::Processor;
 
+use crate::fifo::{
+    DeltaFifo, DeltaFifoOptions, Queue, RealFifo, RealFifoOptions, ReplaceMode, Transformer,
+};
 use crate::index::{Indexed, Indexers};
 use crate::lister::{Labels, Lister};
 use crate::object::{Object, ObjectKey, ResourceVersion};
-use crate::queue::{
-    DeltaFifo, DeltaFifoOptions, Queue, RealFifo, RealFifoOptions, ReplaceMode, Transformer,
-};
 use crate::reflector::{Reflector, ReflectorError, ReflectorOptions, ReflectorStats};
+use crate::short_type_name;
 use crate::source::ListerWatcher;
 use crate::store::{Cache, StoreError};
 
 /// The most deltas applied to the cache in one batch (client-go's batch size).
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
+
+/// How often a [`wait_for_sync`](SharedIndexInformer::wait_for_sync) on an informer that was
+/// never [run](SharedIndexInformer::run) logs a warning: such a wait would otherwise hang in
+/// silence.
+pub const NEVER_RUN_WARNING_PERIOD: Duration = Duration::from_secs(10);
 
 /// Which queue sits between the reflector and the cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -284,7 +290,8 @@ impl<T: Object> fmt::Debug for SharedIndexInformerBuilder<T> {
 }
 
 impl<T: Object> SharedIndexInformerBuilder<T> {
-    /// The name in logs and in the reflector's logs (default: the type's name).
+    /// The name in logs and in the reflector's logs (default: the type's short name, `Pod` for
+    /// `my_crate::model::Pod`, as for a controller).
     #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -327,10 +334,20 @@ impl<T: Object> SharedIndexInformerBuilder<T> {
     }
 
     /// The reflector's options. Their `resync_period` is ignored: the informer's resync check
-    /// period takes its place.
+    /// period takes its place. They replace the options set so far, a
+    /// [`page_size`](Self::page_size) included: set that after.
     #[must_use]
     pub fn reflector_options(mut self, options: ReflectorOptions) -> Self {
         self.reflector_options = options;
+        self
+    }
+
+    /// The page size of the reflector's lists ([`ReflectorOptions::page_size`]); zero never
+    /// paginates. By default client-go's choice: 500 for a first list, unpaginated for a relist
+    /// at a known version.
+    #[must_use]
+    pub fn page_size(mut self, page_size: u32) -> Self {
+        self.reflector_options.page_size = Some(page_size);
         self
     }
 
@@ -386,7 +403,7 @@ impl<T: Object> SharedIndexInformer<T> {
         indexers: Indexers<T>,
     ) -> SharedIndexInformerBuilder<T> {
         SharedIndexInformerBuilder {
-            name: std::any::type_name::<T>().to_owned(),
+            name: short_type_name::<T>().to_owned(),
             source: Arc::new(source),
             indexers,
             resync: Duration::ZERO,
@@ -517,14 +534,33 @@ impl<T: Object> SharedIndexInformer<T> {
     }
 
     /// Waits until [`has_synced`](Self::has_synced), without polling: true then, false if the
-    /// informer stops first.
-    pub async fn wait_for_cache_sync(&self) -> bool {
+    /// informer has stopped (or stops) before it synced.
+    ///
+    /// Only [`run`](Self::run) makes an informer sync. While the informer has never been run,
+    /// the wait logs a warning, with the informer's name, every [`NEVER_RUN_WARNING_PERIOD`].
+    #[must_use = "false means the informer stopped before it synced: its cache is incomplete"]
+    pub async fn wait_for_sync(&self) -> bool {
+        let period = NEVER_RUN_WARNING_PERIOD;
         let mut rx = self.inner.processor.status.subscribe();
         // The sender lives in `self`: the wait cannot fail.
-        rx.wait_for(|s| s.synced || s.stopped)
-            .await
-            .map(|s| s.synced)
-            .unwrap_or(false)
+        let wait = rx.wait_for(|s| s.synced || s.stopped);
+        let mut wait = std::pin::pin!(wait);
+        let mut warn_at = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let waited = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                status = &mut wait => return status.map(|s| s.synced).unwrap_or(false),
+                _ = warn_at.tick() => {
+                    if !self.is_started() {
+                        warn!(
+                            informer = %self.name(),
+                            waited = ?waited.elapsed(),
+                            "waiting for an informer to sync, but it was never run: call `run` on it"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// The version of the collection the reflector has reached (the last list, event or
@@ -556,6 +592,9 @@ impl<T: Object> SharedIndexInformer<T> {
     ///
     /// An informer runs once: a second call (during or after the first) logs a warning and
     /// returns at once.
+    ///
+    /// Only cancelling `cancel` stops it: dropping the token (or every clone of it) stops
+    /// nothing. To stop when a scope ends, hold a [`CancellationToken::drop_guard`].
     pub async fn run(&self, cancel: CancellationToken) {
         let processor = &self.inner.processor;
         let span = tracing::info_span!("informer", name = %processor.name);
@@ -645,7 +684,7 @@ impl<T: Object> SharedIndexInformer<T> {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => {}
-                synced = queue.wait_synced() => {
+                synced = queue.wait_for_sync() => {
                     if synced.is_ok() {
                         processor.mark_synced();
                     }

@@ -9,11 +9,11 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tracing::{info, warn};
 
 use super::SharedIndexInformer;
-use super::processor::HandlerRegistration;
+use super::listeners::HandlerRegistration;
 use crate::object::Object;
 
-/// How often [`wait_for_named_cache_sync`] names the caches that have not synced yet, unless
-/// told otherwise ([`wait_for_named_cache_sync_every`]).
+/// How often [`wait_for_named_sync`] names the caches that have not synced yet, unless
+/// told otherwise ([`wait_for_named_sync_every`]).
 pub const DEFAULT_SYNC_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Something whose first sync can be awaited, whatever the type of its objects: an informer
@@ -27,7 +27,7 @@ pub trait CacheSync: Send + Sync {
     fn has_synced(&self) -> bool;
 
     /// Waits until it has synced: true then; false when it stops (or is removed) first.
-    fn wait_synced(&self) -> BoxFuture<'_, bool>;
+    fn wait_for_sync(&self) -> BoxFuture<'_, bool>;
 }
 
 impl<T: Object> CacheSync for SharedIndexInformer<T> {
@@ -37,8 +37,8 @@ impl<T: Object> CacheSync for SharedIndexInformer<T> {
     fn has_synced(&self) -> bool {
         SharedIndexInformer::has_synced(self)
     }
-    fn wait_synced(&self) -> BoxFuture<'_, bool> {
-        Box::pin(self.wait_for_cache_sync())
+    fn wait_for_sync(&self) -> BoxFuture<'_, bool> {
+        Box::pin(self.wait_for_sync())
     }
 }
 
@@ -49,8 +49,8 @@ impl CacheSync for HandlerRegistration {
     fn has_synced(&self) -> bool {
         HandlerRegistration::has_synced(self)
     }
-    fn wait_synced(&self) -> BoxFuture<'_, bool> {
-        Box::pin(HandlerRegistration::wait_synced(self))
+    fn wait_for_sync(&self) -> BoxFuture<'_, bool> {
+        Box::pin(HandlerRegistration::wait_for_sync(self))
     }
 }
 
@@ -61,13 +61,13 @@ impl<C: CacheSync + ?Sized> CacheSync for Arc<C> {
     fn has_synced(&self) -> bool {
         (**self).has_synced()
     }
-    fn wait_synced(&self) -> BoxFuture<'_, bool> {
-        (**self).wait_synced()
+    fn wait_for_sync(&self) -> BoxFuture<'_, bool> {
+        (**self).wait_for_sync()
     }
 }
 
 /// The names of those of `caches` that have not synced yet, in order.
-pub fn pending_cache_syncs<'a>(caches: &[&'a dyn CacheSync]) -> Vec<&'a str> {
+pub fn pending_syncs<'a>(caches: &[&'a dyn CacheSync]) -> Vec<&'a str> {
     caches
         .iter()
         .filter(|c| !c.has_synced())
@@ -83,7 +83,7 @@ pub fn pending_cache_syncs<'a>(caches: &[&'a dyn CacheSync]) -> Vec<&'a str> {
 /// [`tokio::time::timeout`] or a `select!` on a cancellation.
 ///
 /// ```
-/// use cache_core::informer::{wait_for_cache_sync, SharedIndexInformer};
+/// use cache_core::informer::{wait_for_sync, SharedIndexInformer};
 /// use cache_core::source::memory::{MemorySource, Versioned};
 /// use cache_core::{Indexed, ResourceVersion};
 /// use tokio_util::sync::CancellationToken;
@@ -103,12 +103,13 @@ pub fn pending_cache_syncs<'a>(caches: &[&'a dyn CacheSync]) -> Vec<&'a str> {
 ///     tokio::spawn({ let (i, s) = (pods.clone(), stop.clone()); async move { i.run(s).await } }),
 ///     tokio::spawn({ let (i, s) = (nodes.clone(), stop.clone()); async move { i.run(s).await } }),
 /// ] { drop(run); }
-/// assert!(wait_for_cache_sync(&[&pods, &nodes]).await);
+/// assert!(wait_for_sync(&[&pods, &nodes]).await);
 /// stop.cancel();
 /// # });
 /// ```
-pub async fn wait_for_cache_sync(caches: &[&dyn CacheSync]) -> bool {
-    let mut waits: FuturesUnordered<_> = caches.iter().map(|c| c.wait_synced()).collect();
+#[must_use = "false means a cache stopped before it synced"]
+pub async fn wait_for_sync(caches: &[&dyn CacheSync]) -> bool {
+    let mut waits: FuturesUnordered<_> = caches.iter().map(|c| c.wait_for_sync()).collect();
     while let Some(synced) = waits.next().await {
         if !synced {
             return false;
@@ -117,16 +118,18 @@ pub async fn wait_for_cache_sync(caches: &[&dyn CacheSync]) -> bool {
     true
 }
 
-/// [`wait_for_cache_sync`] for the caches of the controller `controller`, with logs
+/// [`wait_for_sync`] for the caches of the controller `controller`, with logs
 /// (client-go's `WaitForNamedCacheSync`, and more): it logs when the wait starts, names the
 /// caches still not synced every [`DEFAULT_SYNC_REPORT_INTERVAL`] (a warning), and logs the
 /// end: synced, or which cache stopped first.
-pub async fn wait_for_named_cache_sync(controller: &str, caches: &[&dyn CacheSync]) -> bool {
-    wait_for_named_cache_sync_every(controller, caches, DEFAULT_SYNC_REPORT_INTERVAL).await
+#[must_use = "false means a cache stopped before it synced"]
+pub async fn wait_for_named_sync(controller: &str, caches: &[&dyn CacheSync]) -> bool {
+    wait_for_named_sync_every(controller, caches, DEFAULT_SYNC_REPORT_INTERVAL).await
 }
 
-/// [`wait_for_named_cache_sync`], naming the late caches every `report_every` (zero: never).
-pub async fn wait_for_named_cache_sync_every(
+/// [`wait_for_named_sync`], naming the late caches every `report_every` (zero: never).
+#[must_use = "false means a cache stopped before it synced"]
+pub async fn wait_for_named_sync_every(
     controller: &str,
     caches: &[&dyn CacheSync],
     report_every: Duration,
@@ -136,7 +139,7 @@ pub async fn wait_for_named_cache_sync_every(
         .iter()
         .map(|c| {
             let name = c.sync_name();
-            let wait = c.wait_synced();
+            let wait = c.wait_for_sync();
             async move { (name, wait.await) }
         })
         .collect();
@@ -163,7 +166,7 @@ pub async fn wait_for_named_cache_sync_every(
                 }
             },
             () = tick => {
-                let late = pending_cache_syncs(caches);
+                let late = pending_syncs(caches);
                 if !late.is_empty() {
                     warn!(controller, late = %late.join(", "), "caches not synced yet");
                 }

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use super::config::{ConfigError, LeaderElectionConfig};
 use super::lock::{LeaderRecord, LeaseLock, LockError, LockState, Written};
+use super::options::{LeaderElectionOptions, OptionsError};
 
 /// Metric names of an elector, labelled `name` (the election's name).
 pub mod names {
@@ -308,13 +308,13 @@ struct ElectorMetrics {
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_core::leader::{LeaderElectionConfig, LeaderElector, MemoryLock};
+/// use cache_core::leader::{LeaderElectionOptions, LeaderElector, MemoryLock};
 /// use tokio_util::sync::CancellationToken;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), cache_core::leader::ConfigError> {
+/// # async fn main() -> Result<(), cache_core::leader::OptionsError> {
 /// let lock = MemoryLock::new();
-/// let config = LeaderElectionConfig::new("replica-a")
+/// let config = LeaderElectionOptions::new("replica-a")
 ///     .lease_duration(Duration::from_secs(15))
 ///     .renew_deadline(Duration::from_secs(10))
 ///     .retry_period(Duration::from_secs(2));
@@ -335,7 +335,7 @@ struct ElectorMetrics {
 /// ```
 pub struct LeaderElector {
     lock: Box<dyn LeaseLock>,
-    config: LeaderElectionConfig,
+    config: LeaderElectionOptions,
     callbacks: Callbacks,
     state: watch::Sender<ElectionState>,
     observed: Option<Observed>,
@@ -355,9 +355,9 @@ impl LeaderElector {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] if `config` breaks one of client-go's rules
-    /// ([`LeaderElectionConfig::validate`]).
-    pub fn new(lock: impl LeaseLock, config: LeaderElectionConfig) -> Result<Self, ConfigError> {
+    /// [`OptionsError`] if `config` breaks one of client-go's rules
+    /// ([`LeaderElectionOptions::validate`]).
+    pub fn new(lock: impl LeaseLock, config: LeaderElectionOptions) -> Result<Self, OptionsError> {
         config.validate()?;
         Ok(Self {
             lock: Box::new(lock),
@@ -401,7 +401,7 @@ impl LeaderElector {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &LeaderElectionConfig {
+    pub fn options(&self) -> &LeaderElectionOptions {
         &self.config
     }
 

@@ -3,7 +3,7 @@
 //! Each replica runs a [`LeaderElector`] on the same [`LeaseLock`]; the one holding the lock
 //! leads until it fails to renew it within its renew deadline, and followers take over only
 //! after the lease has expired by their own clocks. This is client-go's `tools/leaderelection`
-//! ([`LeaderElectionConfig`] has its timings and validation rules), with a fencing token per
+//! ([`LeaderElectionOptions`] has its timings and validation rules), with a fencing token per
 //! term ([`Leadership::fencing_token`]) for guarding writes.
 //!
 //! Locks: [`MemoryLock`] here (tests, examples, one process), an etcd key on an etcd lease in
@@ -11,18 +11,18 @@
 //! [`Controller`](crate::controller::Controller) runs under an elector with
 //! [`leader_election`](crate::controller::Controller::leader_election).
 
-mod config;
 mod elector;
 mod lock;
 mod memory;
+mod options;
 
-pub use config::{
-    ConfigError, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD,
-    JITTER_FACTOR, LeaderElectionConfig,
-};
 pub use elector::{ElectionState, HealthError, LeaderElector, LeaderHandle, Leadership, names};
 pub use lock::{LeaderRecord, LeaseLock, LockError, LockState, MalformedRecord, Written};
 pub use memory::MemoryLock;
+pub use options::{
+    DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD, JITTER_FACTOR,
+    LeaderElectionOptions, OptionsError,
+};
 
 #[cfg(test)]
 mod tests;

@@ -69,8 +69,8 @@ struct Candidate {
     handle: LeaderHandle,
 }
 
-fn config(id: usize) -> LeaderElectionConfig {
-    LeaderElectionConfig::new(format!("candidate-{id}"))
+fn config(id: usize) -> LeaderElectionOptions {
+    LeaderElectionOptions::new(format!("candidate-{id}"))
         .lease_duration(LEASE)
         .renew_deadline(RENEW)
         .retry_period(RETRY)
@@ -409,14 +409,14 @@ async fn health_fails_while_the_leaders_renewals_are_overdue() {
 fn invalid_durations_are_refused_when_the_elector_is_built() {
     let error = LeaderElector::new(
         MemoryLock::new(),
-        LeaderElectionConfig::new("a")
+        LeaderElectionOptions::new("a")
             .lease_duration(Duration::from_secs(5))
             .renew_deadline(Duration::from_secs(5)),
     )
     .unwrap_err();
     assert!(matches!(
         error,
-        ConfigError::LeaseNotLongerThanRenewDeadline { .. }
+        OptionsError::LeaseNotLongerThanRenewDeadline { .. }
     ));
-    assert!(LeaderElector::new(MemoryLock::new(), LeaderElectionConfig::new("")).is_err());
+    assert!(LeaderElector::new(MemoryLock::new(), LeaderElectionOptions::new("")).is_err());
 }

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 /// The parameters of a [`Backoff`]. The default is client-go's reflector backoff.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub struct BackoffConfig {
+pub struct BackoffOptions {
     /// The first base delay. Default 800 ms.
     pub initial: Duration,
     /// What the base delay is multiplied by after each delay. Default 2.
@@ -26,7 +26,7 @@ pub struct BackoffConfig {
     pub reset_after: Duration,
 }
 
-impl Default for BackoffConfig {
+impl Default for BackoffOptions {
     fn default() -> Self {
         Self {
             initial: Duration::from_millis(800),
@@ -38,7 +38,7 @@ impl Default for BackoffConfig {
     }
 }
 
-impl BackoffConfig {
+impl BackoffOptions {
     /// A backoff from `initial`, multiplied by `factor` up to `cap`, with the default jitter and
     /// reset period.
     pub fn new(initial: Duration, factor: f64, cap: Duration) -> Self {
@@ -70,10 +70,10 @@ impl BackoffConfig {
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_core::reflector::{Backoff, BackoffConfig};
+/// use cache_core::reflector::{Backoff, BackoffOptions};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-/// let config = BackoffConfig::new(Duration::from_millis(10), 2.0, Duration::from_millis(100)).jitter(0.0);
+/// let config = BackoffOptions::new(Duration::from_millis(10), 2.0, Duration::from_millis(100)).jitter(0.0);
 /// let mut backoff = Backoff::new(config);
 /// let delays: Vec<u64> = (0..6).map(|_| backoff.next_delay().as_millis() as u64).collect();
 /// assert_eq!(delays, [10, 20, 40, 80, 100, 100]);
@@ -84,14 +84,14 @@ impl BackoffConfig {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Backoff {
-    config: BackoffConfig,
+    config: BackoffOptions,
     base: Duration,
     last: Option<Instant>,
 }
 
 impl Backoff {
     /// A backoff at its first step.
-    pub fn new(config: BackoffConfig) -> Self {
+    pub fn new(config: BackoffOptions) -> Self {
         Self {
             base: config.initial,
             config,
@@ -100,7 +100,7 @@ impl Backoff {
     }
 
     /// The parameters.
-    pub fn config(&self) -> &BackoffConfig {
+    pub fn options(&self) -> &BackoffOptions {
         &self.config
     }
 
@@ -213,7 +213,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn default_backoff_is_client_gos() {
-        let mut b = Backoff::new(BackoffConfig::default());
+        let mut b = Backoff::new(BackoffOptions::default());
         let bases = [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0, 30.0];
         for base in bases {
             let d = b.next_delay().as_secs_f64();
@@ -228,7 +228,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn backoff_resets_after_healthy_period_only() {
         let cfg =
-            BackoffConfig::new(Duration::from_secs(1), 2.0, Duration::from_secs(30)).jitter(0.0);
+            BackoffOptions::new(Duration::from_secs(1), 2.0, Duration::from_secs(30)).jitter(0.0);
         let mut b = Backoff::new(cfg);
         assert_eq!(b.next_delay(), Duration::from_secs(1));
         tick(100).await; // under two minutes: no reset
@@ -239,7 +239,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn backoff_survives_absurd_parameters() {
-        let cfg = BackoffConfig::new(
+        let cfg = BackoffOptions::new(
             Duration::from_secs(1),
             f64::INFINITY,
             Duration::from_secs(5),
@@ -247,7 +247,7 @@ mod tests {
         let mut b = Backoff::new(cfg.clone().jitter(f64::NAN));
         assert_eq!(b.next_delay(), Duration::from_secs(1));
         assert_eq!(b.next_delay(), Duration::from_secs(5));
-        let mut b = Backoff::new(BackoffConfig {
+        let mut b = Backoff::new(BackoffOptions {
             factor: -3.0,
             ..cfg
         });

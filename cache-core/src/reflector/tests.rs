@@ -7,8 +7,16 @@ use std::sync::atomic::AtomicUsize;
 use futures::channel::mpsc::{UnboundedSender, unbounded};
 
 use super::*;
-use crate::source::memory::{MemorySource, MemorySourceConfig};
-use crate::source::{BoxFuture, ListWatch};
+use crate::source::memory::{MemorySource, MemorySourceOptions};
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use crate::object::ResourceVersion;
+use crate::source::{
+    ListOptions, ListWatch, ObjectList, SourceError, SourceErrorKind, VersionMatch, WatchEvent,
+    WatchStream,
+};
+use crate::store::{Change, Store, StoreError};
 use crate::test_support::{Item as Pod, cache, item, until};
 use crate::{Cache, Indexer, Indexers};
 
@@ -42,8 +50,8 @@ fn err(kind: SourceErrorKind) -> SourceError {
     SourceError::new(kind, format!("{kind:?}"))
 }
 
-fn no_jitter(initial_ms: u64, cap_ms: u64) -> BackoffConfig {
-    BackoffConfig::new(
+fn no_jitter(initial_ms: u64, cap_ms: u64) -> BackoffOptions {
+    BackoffOptions::new(
         Duration::from_millis(initial_ms),
         2.0,
         Duration::from_millis(cap_ms),
@@ -999,7 +1007,7 @@ async fn should_resync_gates_each_resync() {
 
 /// A memory source without the streaming list: the reflector lists.
 fn listing() -> MemorySource<Pod> {
-    MemorySource::with_config(MemorySourceConfig::default().watch_list(false))
+    MemorySource::with_options(MemorySourceOptions::default().watch_list(false))
 }
 
 fn memory_with(n: usize) -> MemorySource<Pod> {
@@ -1136,7 +1144,7 @@ async fn an_expired_continue_token_falls_back_to_a_full_list() {
 
 #[tokio::test(start_paused = true)]
 async fn an_expired_watch_relists_at_the_last_version() {
-    let memory = MemorySource::with_config(MemorySourceConfig::default().history_limit(2));
+    let memory = MemorySource::with_options(MemorySourceOptions::default().history_limit(2));
     memory.put(new_pod("a", 1));
     let source = Recorder::new(memory.clone());
     let store = cache();
@@ -1223,7 +1231,7 @@ async fn streaming_list_is_used_only_when_offered_and_enabled() {
         (false, true, false),
         (true, false, false),
     ] {
-        let memory = MemorySource::with_config(MemorySourceConfig::default().watch_list(offered));
+        let memory = MemorySource::with_options(MemorySourceOptions::default().watch_list(offered));
         memory.put(new_pod("a", 1));
         let source = Recorder::new(memory);
         let r = Reflector::builder(source.clone(), cache())
@@ -1387,7 +1395,7 @@ async fn after_a_streaming_sync_the_rewatch_is_a_plain_watch() {
 
 #[tokio::test(start_paused = true)]
 async fn streaming_list_with_an_expired_version_asks_for_the_latest() {
-    let memory = MemorySource::with_config(MemorySourceConfig::default().history_limit(1));
+    let memory = MemorySource::with_options(MemorySourceOptions::default().history_limit(1));
     memory.put(new_pod("a", 1));
     let source = Recorder::new(memory.clone());
     let store = cache();

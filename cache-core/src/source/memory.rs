@@ -81,12 +81,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use super::{
-    BoxFuture, ListOptions, ListerWatcher, ObjectList, SourceError, SourceErrorKind, VersionMatch,
-    WatchEvent, WatchStream,
+    ListOptions, ListerWatcher, ObjectList, SourceError, SourceErrorKind, VersionMatch, WatchEvent,
+    WatchStream,
 };
 use crate::object::{Object, ResourceVersion};
 
@@ -103,7 +104,7 @@ pub trait Versioned: Object + Clone {
 /// The settings of a [`MemorySource`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct MemorySourceConfig {
+pub struct MemorySourceOptions {
     /// How many events the history keeps. A watch (or continue token) from a version older than
     /// the oldest kept event is told its version expired. Default 4096.
     pub history_limit: usize,
@@ -117,7 +118,7 @@ pub struct MemorySourceConfig {
     pub open_lists: usize,
 }
 
-impl Default for MemorySourceConfig {
+impl Default for MemorySourceOptions {
     fn default() -> Self {
         Self {
             history_limit: 4096,
@@ -128,7 +129,7 @@ impl Default for MemorySourceConfig {
     }
 }
 
-impl MemorySourceConfig {
+impl MemorySourceOptions {
     /// Sets [`history_limit`](Self::history_limit).
     #[must_use]
     pub fn history_limit(mut self, events: usize) -> Self {
@@ -204,7 +205,7 @@ type Item<T> = Result<WatchEvent<T>, SourceError>;
 type ObjectMap<T> = imbl::OrdMap<<T as Object>::Key, Arc<T>>;
 
 struct Inner<T: Versioned> {
-    config: MemorySourceConfig,
+    config: MemorySourceOptions,
     state: Mutex<State<T>>,
 }
 
@@ -373,11 +374,11 @@ fn check_selectors(options: &ListOptions) -> Result<(), SourceError> {
 impl<T: Versioned> MemorySource<T> {
     /// An empty source with the default settings.
     pub fn new() -> Self {
-        Self::with_config(MemorySourceConfig::default())
+        Self::with_options(MemorySourceOptions::default())
     }
 
     /// An empty source with these settings.
-    pub fn with_config(config: MemorySourceConfig) -> Self {
+    pub fn with_options(config: MemorySourceOptions) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -402,7 +403,7 @@ impl<T: Versioned> MemorySource<T> {
     }
 
     /// The settings.
-    pub fn config(&self) -> &MemorySourceConfig {
+    pub fn options(&self) -> &MemorySourceOptions {
         &self.inner.config
     }
 

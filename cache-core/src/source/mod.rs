@@ -7,17 +7,17 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::object::{Object, ResourceVersion};
 
 pub mod memory;
 
-pub use memory::{MemorySource, MemorySourceConfig, Versioned};
+pub use memory::{MemorySource, MemorySourceOptions, Versioned};
 
 /// How a list or watch request treats its resource version (Kubernetes' `resourceVersionMatch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,9 +123,6 @@ impl<T> Clone for WatchEvent<T> {
 /// A watch: a stream of events. An `Err` item is either a decode failure of one object (the
 /// stream goes on) or the end of the watch; the stream ending is a clean end.
 pub type WatchStream<T> = BoxStream<'static, Result<WatchEvent<T>, SourceError>>;
-
-/// A boxed future, for sources written without `async fn`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What can list a collection and watch it for changes (client-go's `ListerWatcher`).
 ///

@@ -38,7 +38,7 @@ impl Clock for RealClock {
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use cache_core::{Clock, FakeClock};
+/// use cache_core::store::{Clock, FakeClock};
 ///
 /// let clock = Arc::new(FakeClock::new());
 /// let start = clock.now();
@@ -202,7 +202,8 @@ type OnExpired<T> = Box<dyn Fn(&TimestampedEntry<T>) + Send + Sync>;
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use cache_core::{ExpirationCache, FakeClock, Object, Store};
+/// use cache_core::{Object, Store};
+/// use cache_core::store::{ExpirationCache, FakeClock};
 ///
 /// #[derive(Debug)]
 /// struct Token { user: String }
@@ -226,7 +227,8 @@ type OnExpired<T> = Box<dyn Fn(&TimestampedEntry<T>) + Send + Sync>;
 /// ```
 /// use std::sync::Arc;
 /// use std::time::{Duration, Instant};
-/// use cache_core::{ExpirationCache, FakeClock, Object, Store, TimestampedEntry};
+/// use cache_core::{Object, Store};
+/// use cache_core::store::{ExpirationCache, FakeClock, TimestampedEntry};
 ///
 /// #[derive(Debug)]
 /// struct Lease { name: String, seconds: u64 }
@@ -255,7 +257,7 @@ pub struct ExpirationCache<T: Object> {
 }
 
 struct State<T: Object> {
-    entries: HashMap<T::Key, Held<T>, foldhash::fast::RandomState>,
+    entries: HashMap<T::Key, Held<T>, crate::engine::Hasher>,
     /// The write sequence: orders entries by how recently they were written.
     seq: u64,
     last_rv: Option<ResourceVersion>,

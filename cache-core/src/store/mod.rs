@@ -143,6 +143,24 @@ impl<T> Change<T> {
             Change::Add(o) | Change::Update(o) | Change::Delete(o) => o,
         }
     }
+
+    /// The same change with `f` applied to its object: an add stays an add, an update an
+    /// update, a delete a delete.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cache_core::Change;
+    ///
+    /// let change = Change::Update(Arc::new(1)).map(|n| Arc::new(*n + 1));
+    /// assert!(matches!(change, Change::Update(n) if *n == 2));
+    /// ```
+    pub fn map<U>(self, f: impl FnOnce(Arc<T>) -> Arc<U>) -> Change<U> {
+        match self {
+            Change::Add(o) => Change::Add(f(o)),
+            Change::Update(o) => Change::Update(f(o)),
+            Change::Delete(o) => Change::Delete(f(o)),
+        }
+    }
 }
 
 /// Why a store write failed.

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use super::expiration::{Clock, ExpirationCache, RealClock};
 use super::{Cache, Snapshot, Store, StoreError};
+use crate::fifo::DeletedObject;
 use crate::index::{Index, IndexValue};
 use crate::object::{Object, ResourceVersion};
-use crate::queue::DeletedObject;
 
 /// How a [`MutationCache`] reads an object's uid.
 type UidFn<T> = Arc<dyn Fn(&T) -> Option<String> + Send + Sync>;
@@ -192,7 +192,8 @@ enum Newer<T> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use cache_core::{Cache, Indexers, MutationCache, MutationCacheOptions, Object, ObjectKey};
+/// use cache_core::{Cache, Indexers, Object, ObjectKey};
+/// use cache_core::store::{MutationCache, MutationCacheOptions};
 ///
 /// #[derive(Debug)]
 /// struct Pod { name: String, rv: u64, ready: bool }
@@ -536,8 +537,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::fifo::DeletedFinalStateUnknown;
     use crate::object::ObjectKey;
-    use crate::queue::DeletedFinalStateUnknown;
     use crate::store::FakeClock;
     use crate::{Indexer, Indexers};
 
@@ -935,7 +936,7 @@ mod tests {
             async move { informer.run(cancel).await }
         });
         source.put(unversioned("web", "old"));
-        assert!(informer.wait_for_cache_sync().await);
+        assert!(informer.wait_for_sync().await);
         until("the informer holds web", || {
             informer.cache().get_by_key(&key("web")).is_some()
         })

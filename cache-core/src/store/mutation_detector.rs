@@ -121,7 +121,8 @@ impl<K: fmt::Debug> std::error::Error for MutationDetectorError<K> {}
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
-/// use cache_core::{MutationDetector, MutationDetectorError, Object};
+/// use cache_core::Object;
+/// use cache_core::store::{MutationDetector, MutationDetectorError};
 ///
 /// #[derive(serde::Serialize)]
 /// struct Pod { name: String, labels: Mutex<Vec<String>> }

@@ -26,7 +26,8 @@ type Push<T> = Box<dyn Fn(Vec<Arc<T>>) + Send + Sync>;
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
-/// use cache_core::{Cache, Indexers, Object, ObjectKey, Store, UndeltaStore};
+/// use cache_core::{Cache, Indexers, Object, ObjectKey, Store};
+/// use cache_core::store::UndeltaStore;
 ///
 /// #[derive(Debug)]
 /// struct Node { name: String }

@@ -52,7 +52,7 @@ async fn a_stopped_informer_refuses_handlers() {
     let informer = informer(&source).build();
     let reg = informer.add_event_handler(Recorder::new()).unwrap();
     let (cancel, task) = start(&informer);
-    informer.wait_for_cache_sync().await;
+    assert!(informer.wait_for_sync().await);
     stop(cancel, task).await;
 
     let refused = informer
@@ -95,7 +95,7 @@ async fn an_informer_runs_once() {
     let source = MemorySource::new();
     let informer = informer(&source).build();
     let (cancel, task) = start(&informer);
-    informer.wait_for_cache_sync().await;
+    assert!(informer.wait_for_sync().await);
     tokio::time::timeout(
         Duration::from_secs(1),
         informer.run(CancellationToken::new()),
@@ -115,8 +115,8 @@ async fn an_informer_runs_once() {
 
 #[tokio::test(start_paused = true)]
 async fn wait_for_cache_sync_is_false_when_stopped_first() {
-    let source = MemorySource::with_config(
-        crate::source::memory::MemorySourceConfig::default().watch_list(false),
+    let source = MemorySource::with_options(
+        crate::source::memory::MemorySourceOptions::default().watch_list(false),
     );
     source.fail_next_lists(
         usize::MAX >> 48,
@@ -127,13 +127,13 @@ async fn wait_for_cache_sync_is_false_when_stopped_first() {
     let (cancel, task) = start(&informer);
     let waiter = tokio::spawn({
         let informer = informer.clone();
-        async move { informer.wait_for_cache_sync().await }
+        async move { informer.wait_for_sync().await }
     });
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert!(!informer.has_synced());
     stop(cancel, task).await;
     assert!(!waiter.await.unwrap());
-    assert!(!reg.wait_synced().await);
+    assert!(!reg.wait_for_sync().await);
 }
 
 /// client-go's TestShutdown: with handlers added before and after the start and a stream, and
@@ -154,7 +154,7 @@ async fn no_task_is_left_after_the_stop() {
     informer.add_event_handler(Recorder::new()).unwrap();
     let mut events = informer.events().unwrap();
     let (cancel, task) = start(&informer);
-    informer.wait_for_cache_sync().await;
+    assert!(informer.wait_for_sync().await);
     let late = informer.add_event_handler(Recorder::new()).unwrap();
     let removed = informer.add_event_handler(Recorder::new()).unwrap();
     informer.remove_event_handler(&removed);
@@ -184,7 +184,7 @@ async fn dropping_run_stops_the_handlers() {
     let informer = informer(&source).build();
     let reg = informer.add_event_handler(Recorder::new()).unwrap();
     let (_cancel, task) = start(&informer);
-    reg.wait_synced().await;
+    assert!(reg.wait_for_sync().await);
     task.abort();
     let _ = task.await;
     assert!(informer.is_stopped());
@@ -281,11 +281,11 @@ async fn handlers_added_while_the_informer_starts_get_the_list_once() {
     let (cancel, task) = start(&informer);
     let mirrors: Vec<(Mirror, HandlerRegistration)> =
         adders.into_iter().flat_map(|t| t.join().unwrap()).collect();
-    informer.wait_for_cache_sync().await;
+    assert!(informer.wait_for_sync().await);
     let expected = content(informer.cache());
     assert_eq!(expected.len(), 200);
     for (mirror, reg) in &mirrors {
-        tokio::time::timeout(Duration::from_secs(30), reg.wait_synced())
+        tokio::time::timeout(Duration::from_secs(30), reg.wait_for_sync())
             .await
             .expect("every handler syncs");
         let picture = mirror.0.lock().unwrap();
@@ -307,8 +307,8 @@ async fn the_informer_and_its_futures_are_send() {
     let stream = informer.events().unwrap();
     send(&stream);
     send(&informer.run(CancellationToken::new()));
-    send(&informer.wait_for_cache_sync());
-    send(&stream.registration().wait_synced());
+    send(&informer.wait_for_sync());
+    send(&stream.registration().wait_for_sync());
     send(&stream.registration().wait_stopped());
     send(&informer.shut_down_event_handler(stream.registration()));
 }

@@ -6,6 +6,7 @@ mod lifecycle;
 mod pipeline;
 mod resync;
 mod several;
+mod waiting;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::Indexer;
-use crate::queue::DeletedObject;
+use crate::fifo::DeletedObject;
 use crate::source::memory::MemorySource;
 use crate::test_support::{Item as Pod, item as pod, until};
 

@@ -104,17 +104,17 @@ async fn one_wait_for_informers_of_different_types() {
     let nodes = SharedIndexInformer::<Node>::builder(nodes_source.clone())
         .name("nodes")
         .build();
-    assert!(wait_for_cache_sync(&[]).await, "nothing to wait for");
+    assert!(wait_for_sync(&[]).await, "nothing to wait for");
 
     let cancel = CancellationToken::new();
     let tasks = [run_informer(&pods, &cancel), run_informer(&nodes, &cancel)];
     let start = tokio::time::Instant::now();
-    assert!(wait_for_cache_sync(&[&pods, &nodes]).await);
+    assert!(wait_for_sync(&[&pods, &nodes]).await);
     // It waited for the slow one, and both caches are filled.
     assert!(start.elapsed() >= Duration::from_secs(5));
     assert!(pods.has_synced() && nodes.has_synced());
     assert_eq!((pods.cache().len(), nodes.cache().len()), (1, 1));
-    assert!(pending_cache_syncs(&[&pods, &nodes]).is_empty());
+    assert!(pending_syncs(&[&pods, &nodes]).is_empty());
     cancel.cancel();
     for t in tasks {
         t.await.unwrap();
@@ -134,14 +134,11 @@ async fn a_cache_that_stops_unsynced_ends_the_wait_with_false_at_once() {
     let task = run_informer(&stopping, &cancel);
     let waiting = tokio::spawn({
         let (stopping, never) = (stopping.clone(), never.clone());
-        async move { wait_for_cache_sync(&[&never, &stopping]).await }
+        async move { wait_for_sync(&[&never, &stopping]).await }
     });
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert!(!waiting.is_finished());
-    assert_eq!(
-        pending_cache_syncs(&[&never, &stopping]),
-        ["never", "stopping"]
-    );
+    assert_eq!(pending_syncs(&[&never, &stopping]), ["never", "stopping"]);
     cancel.cancel();
     assert!(!waiting.await.unwrap(), "stopped before it synced");
     task.await.unwrap();
@@ -156,10 +153,10 @@ async fn handler_registrations_are_awaited_like_informers() {
     let registration = pods
         .add_event_handler_with(seen.clone(), HandlerOptions::new().name("recorder"))
         .unwrap();
-    assert_eq!(pending_cache_syncs(&[&registration]), ["recorder"]);
+    assert_eq!(pending_syncs(&[&registration]), ["recorder"]);
     let cancel = CancellationToken::new();
     let task = run_informer(&pods, &cancel);
-    assert!(wait_for_cache_sync(&[&registration, &pods]).await);
+    assert!(wait_for_sync(&[&registration, &pods]).await);
     // The registration synced: its handler has had the initial add.
     let lines = seen.lines();
     assert_eq!(lines.len(), 1);
@@ -242,7 +239,7 @@ async fn the_named_wait_logs_the_late_caches_by_name() {
     ];
     let start = tokio::time::Instant::now();
     let caches: [&dyn CacheSync; 3] = [&pods, &nodes, &svcs];
-    assert!(wait_for_named_cache_sync_every("scheduler", &caches, Duration::from_secs(10)).await);
+    assert!(wait_for_named_sync_every("scheduler", &caches, Duration::from_secs(10)).await);
     assert!(start.elapsed() >= Duration::from_secs(25));
     assert_eq!(
         logs.about("scheduler"),
@@ -264,7 +261,7 @@ async fn the_named_wait_logs_the_late_caches_by_name() {
     let stuck_task = run_informer(&stuck, &stop_stuck);
     let waiting = tokio::spawn({
         let stuck = stuck.clone();
-        async move { wait_for_named_cache_sync("autoscaler", &[&stuck]).await }
+        async move { wait_for_named_sync("autoscaler", &[&stuck]).await }
     });
     tokio::time::sleep(DEFAULT_SYNC_REPORT_INTERVAL + Duration::from_secs(1)).await;
     stop_stuck.cancel();
@@ -370,13 +367,13 @@ async fn the_factory_starts_them_together_waits_once_and_shuts_down() {
     }
     assert!(!first_nodes.is_started());
     assert!(
-        factory.wait_for_cache_sync().await,
+        factory.wait_for_sync().await,
         "nothing started, nothing to wait for"
     );
 
     assert_eq!(factory.start(), 2);
     assert_eq!(factory.start(), 0, "already running");
-    assert!(factory.wait_for_named_cache_sync("controllers").await);
+    assert!(factory.wait_for_named_sync("controllers").await);
     assert!(first_nodes.is_started() && first_svcs.is_started());
     assert!(first_nodes.has_synced() && second_svcs.has_synced());
     assert!(factory.pending().is_empty());
@@ -401,7 +398,7 @@ async fn the_factory_starts_them_together_waits_once_and_shuts_down() {
     assert!(!late.is_started());
     assert_eq!(factory.start(), 1);
     assert_eq!(factory.pending(), ["late/Node"]);
-    assert!(factory.wait_for_cache_sync().await);
+    assert!(factory.wait_for_sync().await);
 
     factory.shutdown().await;
     for stopped in [

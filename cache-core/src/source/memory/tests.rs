@@ -133,7 +133,7 @@ async fn dropped_writes_are_replayed_to_later_watches() {
 
 #[tokio::test]
 async fn history_is_bounded_and_old_versions_expire() {
-    let source = MemorySource::with_config(MemorySourceConfig::default().history_limit(3));
+    let source = MemorySource::with_options(MemorySourceOptions::default().history_limit(3));
     for v in 1..=5 {
         source.put(item("a", v));
     }
@@ -336,14 +336,14 @@ async fn streaming_initial_list_ends_with_a_bookmark() {
         .unwrap();
     assert_eq!(err.kind, SourceErrorKind::Other);
     let no_stream =
-        MemorySource::<Item>::with_config(MemorySourceConfig::default().watch_list(false));
+        MemorySource::<Item>::with_options(MemorySourceOptions::default().watch_list(false));
     assert!(!no_stream.supports_watch_list());
 }
 
 #[tokio::test(start_paused = true)]
 async fn bookmarks_come_at_the_interval_and_never_claim_unsent_events() {
-    let config = MemorySourceConfig::default().bookmark_interval(Some(Duration::from_secs(5)));
-    let source = MemorySource::with_config(config);
+    let config = MemorySourceOptions::default().bookmark_interval(Some(Duration::from_secs(5)));
+    let source = MemorySource::with_options(config);
     source.put(item("a", 1));
     let bookmarks = ListOptions {
         resource_version: Some(2.into()),

@@ -172,7 +172,7 @@ async fn every_blocked_pop_returns_soon_after_close() {
         let f = real.clone();
         pops.spawn(async move { f.pop_batch(10, |_, _| ()).await });
         let f = real.clone();
-        pops.spawn(async move { f.wait_synced().await });
+        pops.spawn(async move { f.wait_for_sync().await });
         let f = delta.clone();
         pops.spawn(async move { Queue::pop_batch(&*f, 10, |_, _| ()).await });
     }

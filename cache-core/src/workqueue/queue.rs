@@ -1,5 +1,4 @@
-//! [`WorkQueue`]: the rate-limited, deduplicating queue of keys a controller works from
-//! (client-go's `util/workqueue`).
+//! The queue itself, [`WorkQueue`], and the [`MetricsSink`] it reports to.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -14,7 +13,7 @@ use tokio::time::Instant;
 
 use super::rate_limit::{RateLimiter, default_rate_limiter};
 
-type Hasher = foldhash::fast::RandomState;
+use crate::engine::Hasher;
 
 /// Where a [`WorkQueue`] reports what it does (client-go's workqueue metrics). Every method has a
 /// no-op default, so an implementation picks what it records.
@@ -22,7 +21,7 @@ type Hasher = foldhash::fast::RandomState;
 /// The hooks are called while the queue's lock is held, so that gauges are reported in the order
 /// the queue changed: they must be cheap (an atomic update, a `metrics` macro) and must not call
 /// back into the queue.
-pub trait QueueMetrics: Send + Sync {
+pub trait MetricsSink: Send + Sync {
     /// The number of keys waiting to be handed out changed to `depth`. A key re-added while it
     /// is being processed counts: it waits for its `done`. Delayed keys do not count until they
     /// are due.
@@ -48,13 +47,13 @@ pub trait QueueMetrics: Send + Sync {
     fn retry(&self) {}
 }
 
-/// Records nothing: the default [`QueueMetrics`].
+/// Records nothing: the default [`MetricsSink`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoMetrics;
 
-impl QueueMetrics for NoMetrics {}
+impl MetricsSink for NoMetrics {}
 
-impl<M: QueueMetrics + ?Sized> QueueMetrics for Arc<M> {
+impl<M: MetricsSink + ?Sized> MetricsSink for Arc<M> {
     fn depth(&self, depth: usize) {
         (**self).depth(depth);
     }
@@ -99,7 +98,7 @@ impl<M: QueueMetrics + ?Sized> QueueMetrics for Arc<M> {
 /// # Examples
 ///
 /// ```
-/// use cache_core::controller::WorkQueue;
+/// use cache_core::workqueue::WorkQueue;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -148,7 +147,7 @@ struct Inner<K> {
     /// Wakes `shut_down_with_drain` when the last key being processed is done.
     drained: Notify,
     limiter: Box<dyn RateLimiter<K>>,
-    metrics: Box<dyn QueueMetrics>,
+    metrics: Box<dyn MetricsSink>,
 }
 
 struct State<K> {
@@ -269,7 +268,7 @@ impl<K: Clone + Eq + Hash> Delayed<K> {
 impl<K: Clone + Eq + Hash> State<K> {
     /// Marks `key` as needing processing; queues it unless it is being processed. Returns
     /// whether it was queued (a waiting `get` must be woken).
-    fn add(&mut self, key: K, now: Instant, metrics: &dyn QueueMetrics) -> bool {
+    fn add(&mut self, key: K, now: Instant, metrics: &dyn MetricsSink) -> bool {
         if self.shutting_down || self.dirty.contains_key(&key) {
             return false;
         }
@@ -285,7 +284,7 @@ impl<K: Clone + Eq + Hash> State<K> {
 
     /// Queues the delayed keys that are due, as of the time they were due. Returns how many
     /// were queued.
-    fn promote(&mut self, now: Instant, metrics: &dyn QueueMetrics) -> usize {
+    fn promote(&mut self, now: Instant, metrics: &dyn MetricsSink) -> usize {
         let mut queued = 0;
         while let Some((key, due)) = self.delayed.pop_due(now) {
             if self.add(key, due, metrics) {
@@ -296,7 +295,7 @@ impl<K: Clone + Eq + Hash> State<K> {
     }
 
     /// Hands out the next key: it moves from the queue to the processing set.
-    fn pop(&mut self, now: Instant, metrics: &dyn QueueMetrics) -> Option<K> {
+    fn pop(&mut self, now: Instant, metrics: &dyn MetricsSink) -> Option<K> {
         let key = self.queue.pop_front()?;
         if let Some(queued) = self.dirty.remove(&key) {
             metrics.queue_latency(now.saturating_duration_since(queued));
@@ -358,7 +357,7 @@ where
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_core::controller::{ItemExponentialRateLimiter, NoMetrics, WorkQueue};
+/// use cache_core::workqueue::{ItemExponentialRateLimiter, NoMetrics, WorkQueue};
 ///
 /// let queue: WorkQueue<String> = WorkQueue::builder()
 ///     .rate_limiter(ItemExponentialRateLimiter::new(Duration::from_millis(1), Duration::from_secs(1)))
@@ -368,7 +367,7 @@ where
 /// ```
 pub struct WorkQueueBuilder<K> {
     limiter: Option<Box<dyn RateLimiter<K>>>,
-    metrics: Option<Box<dyn QueueMetrics>>,
+    metrics: Option<Box<dyn MetricsSink>>,
 }
 
 impl<K> fmt::Debug for WorkQueueBuilder<K> {
@@ -394,7 +393,7 @@ where
 
     /// Where the queue reports its metrics. The default is [`NoMetrics`].
     #[must_use]
-    pub fn metrics(mut self, metrics: impl QueueMetrics + 'static) -> Self {
+    pub fn metrics(mut self, metrics: impl MetricsSink + 'static) -> Self {
         self.metrics = Some(Box::new(metrics));
         self
     }
@@ -442,7 +441,7 @@ where
         }
     }
 
-    fn metrics(&self) -> &dyn QueueMetrics {
+    fn metrics(&self) -> &dyn MetricsSink {
         &*self.inner.metrics
     }
 

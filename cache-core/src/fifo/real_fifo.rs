@@ -90,7 +90,8 @@ impl<T: Object> Clone for RealFifoOptions<T> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use cache_core::{Delta, Object, ObjectKey, RealFifo, Store};
+/// use cache_core::{Object, ObjectKey, Store};
+/// use cache_core::fifo::{Delta, RealFifo};
 ///
 /// #[derive(Debug)]
 /// struct Pod { name: String, rv: u64 }
@@ -568,11 +569,7 @@ impl<T: Object> Store<T> for RealFifo<T> {
         let total = changes.len();
         let deltas: Vec<Delta<T>> = changes
             .into_iter()
-            .map(|c| match c {
-                Change::Add(o) => Delta::Added(self.transform(o)),
-                Change::Update(o) => Delta::Updated(self.transform(o)),
-                Change::Delete(o) => Delta::Deleted(DeletedObject::Object(self.transform(o))),
-            })
+            .map(|c| Delta::from(c.map(|o| self.transform(o))))
             .collect();
         self.write_batch(total, |state| {
             for delta in deltas {

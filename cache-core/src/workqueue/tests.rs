@@ -603,7 +603,7 @@ struct Recorded {
 #[derive(Default, Clone)]
 struct Recorder(Arc<Mutex<Recorded>>);
 
-impl QueueMetrics for Recorder {
+impl MetricsSink for Recorder {
     fn depth(&self, depth: usize) {
         self.0.lock().unwrap().depth.push(depth);
     }

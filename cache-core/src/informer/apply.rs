@@ -7,10 +7,10 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::handler::InformerEvent;
-use super::processor::{Processor, State};
+use super::listeners::{Processor, State};
+use crate::fifo::{DeletedFinalStateUnknown, DeletedObject, Delta};
 use crate::index::Hasher;
 use crate::object::{Object, ResourceVersion};
-use crate::queue::{DeletedFinalStateUnknown, DeletedObject, Delta};
 use crate::store::{Change, StoreError};
 
 /// Whether an update only re-delivers what the handlers have (client-go: old and new carry the
@@ -35,7 +35,7 @@ impl<T: Object> Processor<T> {
     /// `pop_batch`): runs of per-object deltas then go to the cache as one transaction (one
     /// publish); the handlers hear only of the changes that succeeded.
     ///
-    /// [`RealFifo`]: crate::RealFifo
+    /// [`RealFifo`]: crate::fifo::RealFifo
     pub(super) fn process(
         &self,
         deltas: Vec<Delta<T>>,

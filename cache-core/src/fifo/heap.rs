@@ -31,7 +31,8 @@ type Less<T> = dyn Fn(&T, &T) -> bool + Send + Sync;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use cache_core::{Heap, Object, ObjectKey};
+/// use cache_core::{Object, ObjectKey};
+/// use cache_core::fifo::Heap;
 ///
 /// #[derive(Debug)]
 /// struct Job { name: String, priority: u32 }
@@ -54,7 +55,7 @@ type Less<T> = dyn Fn(&T, &T) -> bool + Send + Sync;
 /// heap.close();
 /// assert_eq!(heap.pop().await?.name, "report"); // still held after the close
 /// assert!(heap.pop().await.is_err()); // closed and empty
-/// # Ok::<(), cache_core::Closed>(())
+/// # Ok::<(), cache_core::fifo::Closed>(())
 /// # }).unwrap();
 /// ```
 pub struct Heap<T: Object> {
@@ -67,7 +68,7 @@ struct State<T: Object> {
     /// A binary heap: every slot comes out no later than its children (`2i + 1`, `2i + 2`).
     slots: Vec<Slot<T>>,
     /// Where each key sits in `slots`.
-    positions: HashMap<T::Key, usize, foldhash::fast::RandomState>,
+    positions: HashMap<T::Key, usize, crate::engine::Hasher>,
 }
 
 struct Slot<T: Object> {

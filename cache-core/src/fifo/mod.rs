@@ -34,7 +34,7 @@
 //! processing errors too).
 //!
 //! After `close`, every waiting `pop` returns [`Closed`], writes are refused with
-//! [`StoreError::Closed`](crate::StoreError::Closed), and what was queued before the close can
+//! [`StoreError::Closed`], and what was queued before the close can
 //! still be popped; once it is drained, `pop` returns [`Closed`] at once.
 //!
 //! # Synced
@@ -45,7 +45,7 @@
 //! `process` is true while the queue has not synced.
 
 /// The lifecycle every queue shares, written once: the state lock, the closed check for writes,
-/// and the public `has_synced`, `wait_synced`, `close`, `is_closed` and `is_empty`. Expanded
+/// and the public `has_synced`, `wait_for_sync`, `close`, `is_closed` and `is_empty`. Expanded
 /// inside an inherent `impl` of a queue with fields `state: Mutex<State<T>>` and
 /// `signals: Signals` and a `len` method.
 macro_rules! queue_lifecycle {
@@ -106,8 +106,8 @@ macro_rules! queue_lifecycle {
         /// # Errors
         ///
         /// [`Closed`] if the queue is closed before it syncs.
-        pub async fn wait_synced(&self) -> Result<(), Closed> {
-            self.signals.wait_synced().await
+        pub async fn wait_for_sync(&self) -> Result<(), Closed> {
+            self.signals.wait_for_sync().await
         }
 
         /// Closes the queue: waiting pops return [`Closed`], writes are refused. What is queued
@@ -136,8 +136,8 @@ macro_rules! forward_queue_lifecycle {
             $queue::has_synced(self)
         }
 
-        async fn wait_synced(&self) -> Result<(), Closed> {
-            $queue::wait_synced(self).await
+        async fn wait_for_sync(&self) -> Result<(), Closed> {
+            $queue::wait_for_sync(self).await
         }
 
         fn close(&self) {
@@ -151,8 +151,8 @@ macro_rules! forward_queue_lifecycle {
 }
 
 mod delta_fifo;
-mod fifo;
 mod heap;
+mod latest;
 mod real_fifo;
 mod signal;
 
@@ -164,12 +164,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use delta_fifo::{DeltaFifo, DeltaFifoOptions, Deltas};
-pub use fifo::Fifo;
 pub use heap::Heap;
+pub use latest::Fifo;
 pub use real_fifo::{RealFifo, RealFifoOptions, ReplaceMode};
 
 use crate::object::{Object, ResourceVersion};
-use crate::store::{Cache, Store, StoreError, TransactionError};
+use crate::store::{Cache, Change, Store, StoreError, TransactionError};
 
 /// The queue has been closed: nothing more will come out of it.
 ///
@@ -272,6 +272,18 @@ impl<T: Object> Delta<T> {
     }
 }
 
+/// A store write as the delta a queue records for it: an add is [`Delta::Added`], an update
+/// [`Delta::Updated`], a delete [`Delta::Deleted`] with the object's last state.
+impl<T: Object> From<Change<T>> for Delta<T> {
+    fn from(change: Change<T>) -> Self {
+        match change {
+            Change::Add(o) => Delta::Added(o),
+            Change::Update(o) => Delta::Updated(o),
+            Change::Delete(o) => Delta::Deleted(DeletedObject::Object(o)),
+        }
+    }
+}
+
 impl<T: Object> Clone for Delta<T> {
     fn clone(&self) -> Self {
         match self {
@@ -359,7 +371,8 @@ impl<T: Object + PartialEq> PartialEq for Delta<T> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use cache_core::{DeletedFinalStateUnknown, DeletedObject, Object, ObjectKey};
+/// use cache_core::{DeletedObject, Object, ObjectKey};
+/// use cache_core::fifo::DeletedFinalStateUnknown;
 ///
 /// struct Pod { name: String }
 /// impl Object for Pod {
@@ -509,7 +522,8 @@ pub type Transformer<T> = Arc<dyn Fn(Arc<T>) -> Arc<T> + Send + Sync>;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use cache_core::{Cache, Delta, Indexers, Object, ObjectKey, Queue, RealFifo, Store};
+/// use cache_core::{Cache, Indexers, Object, ObjectKey, Store};
+/// use cache_core::fifo::{Delta, Queue, RealFifo};
 ///
 /// #[derive(Debug)]
 /// struct Pod { name: String }
@@ -570,7 +584,7 @@ pub trait Queue<T: Object>: Store<T> {
     fn has_synced(&self) -> bool;
 
     /// Waits until [`has_synced`](Self::has_synced); [`Closed`] if the queue is closed first.
-    fn wait_synced(&self) -> impl Future<Output = Result<(), Closed>> + Send;
+    fn wait_for_sync(&self) -> impl Future<Output = Result<(), Closed>> + Send;
 
     /// Closes the queue: every waiting `pop` returns [`Closed`] and writes are refused.
     fn close(&self);

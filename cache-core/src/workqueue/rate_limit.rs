@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-type Hasher = foldhash::fast::RandomState;
+use crate::engine::Hasher;
 
 /// Decides how long a key waits before it is queued again after a failure (client-go's
 /// `TypedRateLimiter`).
@@ -74,7 +74,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_core::controller::{ItemExponentialRateLimiter, RateLimiter};
+/// use cache_core::workqueue::{ItemExponentialRateLimiter, RateLimiter};
 ///
 /// let limiter = ItemExponentialRateLimiter::new(Duration::from_millis(1), Duration::from_millis(5));
 /// let delays: Vec<_> = (0..5).map(|_| limiter.when(&"key").as_millis()).collect();
@@ -170,7 +170,7 @@ pub type BucketRateLimiter = TokenBucket;
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_core::controller::{RateLimiter, TokenBucket};
+/// use cache_core::workqueue::{RateLimiter, TokenBucket};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
 /// let bucket = TokenBucket::new(2.0, 1); // 2 per second, burst 1
@@ -370,7 +370,7 @@ impl<K> RateLimiter<K> for TokenBucket {
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_core::controller::{ItemFastSlowRateLimiter, RateLimiter};
+/// use cache_core::workqueue::{ItemFastSlowRateLimiter, RateLimiter};
 ///
 /// let limiter = ItemFastSlowRateLimiter::new(Duration::from_millis(5), Duration::from_secs(10), 2);
 /// let delays: Vec<_> = (0..4).map(|_| limiter.when(&"key")).collect();
@@ -440,7 +440,7 @@ impl<K: Clone + Eq + Hash + Send + Sync> RateLimiter<K> for ItemFastSlowRateLimi
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_core::controller::{ItemExponentialRateLimiter, RateLimiter, WithMaxWaitRateLimiter};
+/// use cache_core::workqueue::{ItemExponentialRateLimiter, RateLimiter, WithMaxWaitRateLimiter};
 ///
 /// let inner = ItemExponentialRateLimiter::new(Duration::from_secs(1), Duration::from_secs(1000));
 /// let limiter = WithMaxWaitRateLimiter::new(inner, Duration::from_secs(3));

@@ -85,7 +85,7 @@ impl Signals {
         }
     }
 
-    pub(crate) async fn wait_synced(&self) -> Result<(), Closed> {
+    pub(crate) async fn wait_for_sync(&self) -> Result<(), Closed> {
         loop {
             let mut notified = pin!(self.synced_changed.notified());
             notified.as_mut().enable();

@@ -27,7 +27,8 @@ use crate::store::{Change, Store, StoreError, TransactionError};
 ///
 /// ```
 /// use std::sync::Arc;
-/// use cache_core::{Fifo, Object, ObjectKey, Store};
+/// use cache_core::{Object, ObjectKey, Store};
+/// use cache_core::fifo::Fifo;
 ///
 /// #[derive(Debug)]
 /// struct Pod { name: String, rv: u64 }

@@ -164,7 +164,8 @@ impl<T: Object> Clone for DeltaFifoOptions<T> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use cache_core::{Cache, Delta, DeltaFifo, DeltaFifoOptions, Indexers, Object, ObjectKey, Store};
+/// use cache_core::{Cache, Indexers, Object, ObjectKey, Store};
+/// use cache_core::fifo::{Delta, DeltaFifo, DeltaFifoOptions};
 ///
 /// #[derive(Debug, PartialEq)]
 /// struct Pod { name: String, rv: u64 }
@@ -569,11 +570,7 @@ impl<T: Object> Store<T> for DeltaFifo<T> {
         let total = changes.len();
         let changes: Vec<Change<T>> = changes
             .into_iter()
-            .map(|c| match c {
-                Change::Add(o) => Change::Add(self.transform(o)),
-                Change::Update(o) => Change::Update(self.transform(o)),
-                Change::Delete(o) => Change::Delete(self.transform(o)),
-            })
+            .map(|c| c.map(|o| self.transform(o)))
             .collect();
         self.write_batch(total, |state| {
             for change in changes {

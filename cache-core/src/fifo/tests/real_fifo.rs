@@ -471,7 +471,7 @@ async fn wait_synced_follows_processing() {
     f.replace(vec![o("a", 1)], None).unwrap();
     let waiter = tokio::spawn({
         let f = f.clone();
-        async move { f.wait_synced().await }
+        async move { f.wait_for_sync().await }
     });
     tokio::task::yield_now().await;
     assert!(!waiter.is_finished());

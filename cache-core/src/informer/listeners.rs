@@ -2,7 +2,6 @@
 //! the registered listeners, each with its own unbounded buffer and its own task, the resync
 //! schedule, and the per-handler sync tracking.
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -24,6 +23,7 @@ use super::InformerError;
 use super::handler::{EventHandler, HandlerOptions, InformerEvent};
 use crate::object::Object;
 use crate::store::Cache;
+use crate::{panic_message, short_type_name};
 
 /// The shortest resync period a handler can ask for; shorter ones are raised to it
 /// (client-go's `minimumResyncPeriod`).
@@ -136,7 +136,7 @@ impl<T: Object> Processor<T> {
         let name = options
             .name
             .clone()
-            .unwrap_or_else(|| std::any::type_name::<H>().to_owned());
+            .unwrap_or_else(|| short_type_name::<H>().to_owned());
         self.register(name, options, |rx, shared| {
             Some(Box::pin(run_listener(handler, rx, shared)))
         })
@@ -502,7 +502,8 @@ impl HandlerRegistration {
 
     /// Waits until [`has_synced`](Self::has_synced): true then; false when the handler is
     /// removed (or the informer stops) first.
-    pub async fn wait_synced(&self) -> bool {
+    #[must_use = "false means the handler was removed or its informer stopped before it synced"]
+    pub async fn wait_for_sync(&self) -> bool {
         let mut rx = self.shared.status.subscribe();
         // The sender lives in `self`: the wait cannot fail.
         rx.wait_for(|s| s.synced || s.removed)
@@ -572,16 +573,6 @@ async fn run_listener<T: Object, H: EventHandler<T>>(
         if initial {
             shared.finish_initial();
         }
-    }
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> &str {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s
-    } else {
-        "<non-string panic payload>"
     }
 }
 

@@ -1,4 +1,4 @@
-//! [`LeaderElectionConfig`]: the timing and identity of a candidate, checked when the elector is
+//! [`LeaderElectionOptions`]: the timing and identity of a candidate, checked when the elector is
 //! built.
 
 use std::time::Duration;
@@ -16,11 +16,11 @@ pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
 /// ... and the retry period (2 s).
 pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(2);
 
-/// Why a [`LeaderElectionConfig`] was refused: client-go's validation rules
+/// Why a [`LeaderElectionOptions`] was refused: client-go's validation rules
 /// (`NewLeaderElector`), as a typed error.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum OptionsError {
     /// The identity is empty: a leader must be named in the lock.
     #[error("the candidate's identity must not be empty")]
     EmptyIdentity,
@@ -65,19 +65,19 @@ pub enum ConfigError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use cache_core::leader::{ConfigError, LeaderElectionConfig};
+/// use cache_core::leader::{OptionsError, LeaderElectionOptions};
 ///
-/// let config = LeaderElectionConfig::new("replica-a")
+/// let config = LeaderElectionOptions::new("replica-a")
 ///     .lease_duration(Duration::from_secs(15))
 ///     .renew_deadline(Duration::from_secs(10))
 ///     .retry_period(Duration::from_secs(2));
 /// assert!(config.validate().is_ok());
 ///
-/// let bad = LeaderElectionConfig::new("replica-a").renew_deadline(Duration::from_secs(20));
-/// assert!(matches!(bad.validate(), Err(ConfigError::LeaseNotLongerThanRenewDeadline { .. })));
+/// let bad = LeaderElectionOptions::new("replica-a").renew_deadline(Duration::from_secs(20));
+/// assert!(matches!(bad.validate(), Err(OptionsError::LeaseNotLongerThanRenewDeadline { .. })));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaderElectionConfig {
+pub struct LeaderElectionOptions {
     pub(crate) identity: String,
     pub(crate) name: String,
     pub(crate) lease_duration: Duration,
@@ -86,7 +86,7 @@ pub struct LeaderElectionConfig {
     pub(crate) release_on_cancel: bool,
 }
 
-impl LeaderElectionConfig {
+impl LeaderElectionOptions {
     /// A candidate named `identity` (unique among the candidates: a pod name, a host name and
     /// a random suffix), with client-go's default timings (15 s, 10 s, 2 s), releasing the lock
     /// when cancelled.
@@ -170,10 +170,10 @@ impl LeaderElectionConfig {
     ///
     /// # Errors
     ///
-    /// The first rule broken, as a [`ConfigError`].
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// The first rule broken, as a [`OptionsError`].
+    pub fn validate(&self) -> Result<(), OptionsError> {
         if self.identity.is_empty() {
-            return Err(ConfigError::EmptyIdentity);
+            return Err(OptionsError::EmptyIdentity);
         }
         for (which, duration) in [
             ("lease duration", self.lease_duration),
@@ -181,17 +181,17 @@ impl LeaderElectionConfig {
             ("retry period", self.retry_period),
         ] {
             if duration.is_zero() {
-                return Err(ConfigError::Zero { which });
+                return Err(OptionsError::Zero { which });
             }
         }
         if self.lease_duration <= self.renew_deadline {
-            return Err(ConfigError::LeaseNotLongerThanRenewDeadline {
+            return Err(OptionsError::LeaseNotLongerThanRenewDeadline {
                 lease_duration: self.lease_duration,
                 renew_deadline: self.renew_deadline,
             });
         }
         if self.renew_deadline.as_secs_f64() <= JITTER_FACTOR * self.retry_period.as_secs_f64() {
-            return Err(ConfigError::RenewDeadlineTooShort {
+            return Err(OptionsError::RenewDeadlineTooShort {
                 renew_deadline: self.renew_deadline,
                 retry_period: self.retry_period,
             });
@@ -210,38 +210,38 @@ mod tests {
 
     #[test]
     fn client_go_rules_are_typed_errors() {
-        assert_eq!(LeaderElectionConfig::new("a").validate(), Ok(()));
+        assert_eq!(LeaderElectionOptions::new("a").validate(), Ok(()));
         assert_eq!(
-            LeaderElectionConfig::new("").validate(),
-            Err(ConfigError::EmptyIdentity)
+            LeaderElectionOptions::new("").validate(),
+            Err(OptionsError::EmptyIdentity)
         );
         assert_eq!(
-            LeaderElectionConfig::new("a")
+            LeaderElectionOptions::new("a")
                 .retry_period(Duration::ZERO)
                 .validate(),
-            Err(ConfigError::Zero {
+            Err(OptionsError::Zero {
                 which: "retry period"
             })
         );
         assert_eq!(
-            LeaderElectionConfig::new("a")
+            LeaderElectionOptions::new("a")
                 .lease_duration(secs(10))
                 .renew_deadline(secs(10))
                 .validate(),
-            Err(ConfigError::LeaseNotLongerThanRenewDeadline {
+            Err(OptionsError::LeaseNotLongerThanRenewDeadline {
                 lease_duration: secs(10),
                 renew_deadline: secs(10)
             })
         );
         // 2.4 s is exactly 1.2 × 2 s: not greater, refused; 2.5 s passes.
         assert!(matches!(
-            LeaderElectionConfig::new("a")
+            LeaderElectionOptions::new("a")
                 .renew_deadline(Duration::from_millis(2400))
                 .validate(),
-            Err(ConfigError::RenewDeadlineTooShort { .. })
+            Err(OptionsError::RenewDeadlineTooShort { .. })
         ));
         assert_eq!(
-            LeaderElectionConfig::new("a")
+            LeaderElectionOptions::new("a")
                 .renew_deadline(Duration::from_millis(2500))
                 .validate(),
             Ok(())

@@ -134,7 +134,7 @@ async fn wait_synced_resolves_on_sync_or_close() {
     f.replace(vec![o("a", 1)], None).unwrap();
     let waiter = tokio::spawn({
         let f = f.clone();
-        async move { f.wait_synced().await }
+        async move { f.wait_for_sync().await }
     });
     tokio::task::yield_now().await;
     assert!(!waiter.is_finished());
@@ -144,7 +144,7 @@ async fn wait_synced_resolves_on_sync_or_close() {
     let never = Arc::new(Fifo::<Obj>::new());
     let waiter = tokio::spawn({
         let f = never.clone();
-        async move { f.wait_synced().await }
+        async move { f.wait_for_sync().await }
     });
     tokio::task::yield_now().await;
     never.close();
