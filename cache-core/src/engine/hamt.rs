@@ -134,12 +134,12 @@ impl Words {
     }
 
     /// The chunks, for a snapshot.
-    pub(crate) fn view(&mut self) -> Arc<Mem> {
+    pub(crate) fn view(&mut self) -> &Arc<Mem> {
         if self.view.len() != self.buf.len() {
             let view = Arc::from(self.buf.clone());
             self.old.push(std::mem::replace(&mut self.view, view));
         }
-        self.view.clone()
+        &self.view
     }
 
     #[inline]

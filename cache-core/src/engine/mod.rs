@@ -78,16 +78,33 @@ pub(crate) struct Conflict {
 type Tables<K, T> = Arc<[Arc<dyn ErasedTable<K, T>>]>;
 type ValueViews = Arc<[Arc<dyn Any + Send + Sync>]>;
 
-/// One published version of the storage: what a snapshot reads. It never changes.
-pub(crate) struct Version<K, T> {
+/// The arenas a version reads, shared by every version published between two changes of any
+/// of them (a chunk added, a compaction, a relist, new indexes). Aligned so that its reference
+/// count, which each publish and each dropped snapshot change, does not share a cache line with
+/// the pointers readers load on every read.
+#[repr(align(128))]
+pub(crate) struct Arenas<K, T> {
     pub(crate) words: Arc<Mem>,
     pub(crate) entries: Arc<Arena<Entry<K, T>>>,
     pub(crate) values: ValueViews,
     pub(crate) tables: Tables<K, T>,
     hasher: Hasher,
+}
+
+/// One published version of the storage: what a snapshot reads. It never changes.
+pub(crate) struct Version<K, T> {
+    arenas: Arc<Arenas<K, T>>,
     /// The offset of the root record: `[objects root, object count, vector root, vector depth,
     /// index roots...]`.
     root: u32,
+}
+
+impl<K, T> std::ops::Deref for Version<K, T> {
+    type Target = Arenas<K, T>;
+    #[inline]
+    fn deref(&self) -> &Arenas<K, T> {
+        &self.arenas
+    }
 }
 
 /// Positions in the root record.
@@ -121,11 +138,7 @@ impl<'a, K, T> Lookup<'a, K, T> {
 impl<K, T> Clone for Version<K, T> {
     fn clone(&self) -> Self {
         Self {
-            words: self.words.clone(),
-            entries: self.entries.clone(),
-            values: self.values.clone(),
-            tables: self.tables.clone(),
-            hasher: self.hasher.clone(),
+            arenas: self.arenas.clone(),
             root: self.root,
         }
     }
@@ -347,6 +360,8 @@ pub(crate) struct Writer<K, T> {
     /// Words in use right after the last compaction.
     live_words: u32,
     hasher: Hasher,
+    /// The arenas as last published, reused until one of them changes.
+    published: Option<Arc<Arenas<K, T>>>,
     old: Vec<Old<K, T>>,
     /// How many compactions ran (for tests and benchmarks).
     compactions: u64,
@@ -380,6 +395,7 @@ where
             dead: 0,
             live_words: 0,
             hasher,
+            published: None,
             old: Vec::new(),
             compactions: 0,
         }
@@ -547,14 +563,27 @@ where
             self.words.set(at + i as u32, *r);
         }
         self.words.fresh = self.words.used;
-        Version {
-            words: self.words.view(),
-            entries: self.entries.buf.clone(),
-            values: self.views.clone(),
-            tables: self.tables.clone(),
-            hasher: self.hasher.clone(),
-            root: at,
+        let words = self.words.view();
+        let current = self.published.as_ref().is_some_and(|a| {
+            Arc::ptr_eq(&a.words, words)
+                && Arc::ptr_eq(&a.entries, &self.entries.buf)
+                && Arc::ptr_eq(&a.values, &self.views)
+                && Arc::ptr_eq(&a.tables, &self.tables)
+        });
+        if !current {
+            self.published = Some(Arc::new(Arenas {
+                words: words.clone(),
+                entries: self.entries.buf.clone(),
+                values: self.views.clone(),
+                tables: self.tables.clone(),
+                hasher: self.hasher.clone(),
+            }));
         }
+        let arenas = match &self.published {
+            Some(a) => a.clone(),
+            None => unreachable!("set above"),
+        };
+        Version { arenas, root: at }
     }
 
     /// Frees the arenas that no snapshot uses any more.
@@ -587,7 +616,7 @@ where
         let kept = Arena::with_capacity(live + live / 10 + SLACK_ENTRIES as usize + 2);
         // The vector's nodes are copied within the current arena (the copies are fresh), its
         // leaves renumbered in slot order.
-        let from = self.words.view();
+        let from = self.words.view().clone();
         let vector = vector::copy(&from, self.vector(), &mut self.words, &mut |id| {
             kept.push(at(src, id).clone()) as u32
         });
