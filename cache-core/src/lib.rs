@@ -77,7 +77,7 @@ pub mod source;
 pub mod store;
 
 pub use controller::{QueueMetrics, RateLimiter, WorkQueue};
-pub use index::{Index, IndexValue, Indexed, Indexer, Indexers};
+pub use index::{Index, IndexFn, IndexValue, Indexed, Indexer, Indexers, IntoIndexValue, Lookup};
 pub use informer::{
     EventHandler, HandlerFns, HandlerRegistration, InformerEvent, SharedIndexInformer,
 };
@@ -92,7 +92,9 @@ pub use queue::{
 };
 pub use reflector::{Reflector, ReflectorError, ReflectorOptions, ReflectorStats};
 pub use store::UndeltaStore;
-pub use store::{ByIter, Cache, Change, Snapshot, Store, StoreError, TransactionError};
+pub use store::{
+    ByEntries, ByIter, Cache, CacheReader, Change, Snapshot, Store, StoreError, TransactionError,
+};
 pub use store::{
     Clock, ExpirationCache, ExpirationPolicy, FakeClock, RealClock, TimestampedEntry, TtlPolicy,
 };
