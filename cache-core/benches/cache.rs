@@ -12,7 +12,7 @@
 mod support;
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -255,16 +255,6 @@ fn bench_size(c: &mut Criterion, d: &Data) {
     black_box((cache.len(), baseline.len()));
 }
 
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return home.into();
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
-}
-
 /// The median of one benchmark, in ns per element, from criterion's saved estimates.
 fn median_per_element(
     dir: &Path,
@@ -363,7 +353,7 @@ fn row(name: &str, l: &str, ours: Option<f64>, theirs: Option<f64>, target: Opti
 }
 
 fn main() {
-    let dir = criterion_dir();
+    let dir = support::criterion_dir();
     let mut c = Criterion::default()
         .output_directory(&dir)
         .sample_size(20)

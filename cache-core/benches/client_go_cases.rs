@@ -13,7 +13,7 @@ mod support;
 
 use std::hint::black_box;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -79,17 +79,6 @@ impl Data {
 
 fn quick() -> bool {
     std::env::var("CLIENT_GO_COMPARE_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Where criterion keeps its estimates.
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return home.into();
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
 }
 
 /// A measured case: its name in both harnesses, its size, its unit and how many elements one
@@ -425,7 +414,7 @@ fn bench_informer(c: &mut Criterion, measured: &mut Vec<Measured>) {
 }
 
 fn main() {
-    let dir = criterion_dir();
+    let dir = support::criterion_dir();
     let (warm_up, measurement, samples) = if quick() {
         (Duration::from_millis(100), Duration::from_millis(300), 10)
     } else {
