@@ -12,16 +12,17 @@
 mod support;
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use cache_core::{Cache, Change, ObjectKey, ResourceVersion};
+use cache_core::{Cache, Change};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 
 use support::baseline::Baseline;
-use support::workload::{self, NODES, Obj, namespace_name, node_name};
+use support::data::{Data, label, sizes, with_writer};
+use support::workload::Obj;
 
 /// Operations per timed iteration for the single-object cases, so that the timer's own cost is
 /// negligible.
@@ -30,88 +31,8 @@ const BATCH: usize = 1024;
 /// Changes per transaction in the batched-update case.
 const TXN: usize = 64;
 
-/// One size's data, shared by every case.
-struct Data {
-    n: usize,
-    label: String,
-    base: Vec<Arc<Obj>>,
-    /// Same index values as `base`, new resource version.
-    same: Vec<Arc<Obj>>,
-    /// Another node than `base`, new resource version.
-    moved: Vec<Arc<Obj>>,
-    keys: Vec<ObjectKey>,
-    key_strings: Vec<String>,
-    order: Vec<usize>,
-    node_values: Vec<String>,
-    ns_values: Vec<String>,
-}
-
-impl Data {
-    fn new(n: usize) -> Self {
-        let base = workload::objects(n);
-        let same: Vec<_> = base
-            .iter()
-            .enumerate()
-            .map(|(i, o)| o.next(2 * n as u64 + i as u64, None))
-            .collect();
-        let moved: Vec<_> = base
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let node: usize = o.node["node-".len()..].parse().unwrap_or(0);
-                o.next(4 * n as u64 + i as u64, Some((node + 1 + i % 7) % NODES))
-            })
-            .collect();
-        let keys = base.iter().map(|o| cache_core::Object::key(&**o)).collect();
-        let key_strings = base.iter().map(|o| o.key_string()).collect();
-        let node_values = workload::order(NODES, 1)
-            .into_iter()
-            .map(node_name)
-            .collect();
-        let ns_values = workload::order(workload::NAMESPACES, 2)
-            .into_iter()
-            .map(namespace_name)
-            .collect();
-        Self {
-            n,
-            label: label(n),
-            base,
-            same,
-            moved,
-            keys,
-            key_strings,
-            order: workload::order(n, 3),
-            node_values,
-            ns_values,
-        }
-    }
-
-    fn rv(&self) -> Option<ResourceVersion> {
-        Some((self.n as u64).into())
-    }
-}
-
-fn label(n: usize) -> String {
-    if n.is_multiple_of(1000) {
-        format!("{}k", n / 1000)
-    } else {
-        n.to_string()
-    }
-}
-
-fn sizes() -> Vec<usize> {
-    std::env::var("BENCH_SIZES")
-        .ok()
-        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .filter(|v: &Vec<usize>| !v.is_empty())
-        .unwrap_or_else(|| vec![10_000, 100_000])
-}
-
 fn filled(d: &Data) -> (Cache<Obj>, Baseline) {
-    let cache = workload::cache();
-    cache
-        .replace(d.base.clone(), d.rv())
-        .expect("no unique index");
+    let cache = d.filled();
     let baseline = Baseline::new();
     baseline.replace(d.base.clone(), d.rv());
     (cache, baseline)
@@ -334,56 +255,6 @@ fn bench_size(c: &mut Criterion, d: &Data) {
     black_box((cache.len(), baseline.len()));
 }
 
-/// Runs `read` while another thread writes flat out with `write`, and returns its result.
-fn with_writer<R: Send>(
-    d: &Data,
-    write: &(dyn Fn(usize, bool) + Sync),
-    writes: &AtomicU64,
-    read: impl FnOnce() -> R,
-) -> R {
-    let stop = AtomicBool::new(false);
-    let started = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut flip = vec![false; d.n];
-            let mut pos = 0;
-            let mut count = 0u64;
-            started.store(true, Ordering::Release);
-            while !stop.load(Ordering::Relaxed) {
-                pos = (pos + 1) % d.n;
-                let i = d.order[pos];
-                flip[i] = !flip[i];
-                write(i, flip[i]);
-                count += 1;
-            }
-            // Leave every object at its base version.
-            for (i, f) in flip.iter().enumerate() {
-                if *f {
-                    write(i, false);
-                }
-            }
-            writes.fetch_add(count, Ordering::Relaxed);
-        });
-        while !started.load(Ordering::Acquire) {
-            std::hint::spin_loop();
-        }
-        std::thread::sleep(Duration::from_millis(2));
-        let out = read();
-        stop.store(true, Ordering::Relaxed);
-        out
-    })
-}
-
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return home.into();
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
-}
-
 /// The median of one benchmark, in ns per element, from criterion's saved estimates.
 fn median_per_element(
     dir: &Path,
@@ -482,7 +353,7 @@ fn row(name: &str, l: &str, ours: Option<f64>, theirs: Option<f64>, target: Opti
 }
 
 fn main() {
-    let dir = criterion_dir();
+    let dir = support::criterion_dir();
     let mut c = Criterion::default()
         .output_directory(&dir)
         .sample_size(20)

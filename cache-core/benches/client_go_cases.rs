@@ -13,85 +13,25 @@ mod support;
 
 use std::hint::black_box;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_core::informer::{EventHandler, QueueKind, SharedIndexInformer};
-use cache_core::{Cache, DeletedObject, ObjectKey, ResourceVersion};
+use cache_core::Cache;
+use cache_core::informer::{QueueKind, SharedIndexInformer};
 use criterion::{BatchSize, Criterion, SamplingMode};
 use tokio_util::sync::CancellationToken;
 
-use support::pods::{self, EVENTS, OBJECTS, Pod};
-use support::workload::{self, NODES, Obj, namespace_name, node_name};
+use support::data::{self, Data, label, sizes};
+use support::pods::{self, Count, EVENTS, OBJECTS, Pod};
+use support::workload::Obj;
 
 /// Operations per timed iteration of the single-object cases, as in the Go harness.
 const BATCH: usize = 1024;
 
-/// One size's data, as the Go harness' `Data`.
-struct Data {
-    n: usize,
-    label: String,
-    base: Vec<Arc<Obj>>,
-    same: Vec<Arc<Obj>>,
-    moved: Vec<Arc<Obj>>,
-    keys: Vec<ObjectKey>,
-    order: Vec<usize>,
-    node_values: Vec<String>,
-    ns_values: Vec<String>,
-}
-
+/// What only the comparison asks of the data.
 impl Data {
-    fn new(n: usize) -> Self {
-        let base = workload::objects(n);
-        let same = base
-            .iter()
-            .enumerate()
-            .map(|(i, o)| o.next(2 * n as u64 + i as u64, None))
-            .collect();
-        let moved = base
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let node: usize = o.node["node-".len()..].parse().unwrap_or(0);
-                o.next(4 * n as u64 + i as u64, Some((node + 1 + i % 7) % NODES))
-            })
-            .collect();
-        let keys = base.iter().map(|o| cache_core::Object::key(&**o)).collect();
-        let node_values = workload::order(NODES, 1)
-            .into_iter()
-            .map(node_name)
-            .collect();
-        let ns_values = workload::order(workload::NAMESPACES, 2)
-            .into_iter()
-            .map(namespace_name)
-            .collect();
-        Self {
-            n,
-            label: label(n),
-            base,
-            same,
-            moved,
-            keys,
-            order: workload::order(n, 3),
-            node_values,
-            ns_values,
-        }
-    }
-
-    fn rv(&self) -> Option<ResourceVersion> {
-        Some((self.n as u64).into())
-    }
-
-    fn filled(&self) -> Cache<Obj> {
-        let cache = workload::cache();
-        cache
-            .replace(self.base.clone(), self.rv())
-            .expect("no unique index");
-        cache
-    }
-
     /// The Go harness' fingerprint of the workload (FNV-1a over every field that shapes the
     /// runs): equal on both sides when both built the same objects in the same order.
     fn fingerprint(&self) -> String {
@@ -137,35 +77,8 @@ impl Data {
     }
 }
 
-fn label(n: usize) -> String {
-    if n.is_multiple_of(1000) {
-        format!("{}k", n / 1000)
-    } else {
-        n.to_string()
-    }
-}
-
-fn sizes() -> Vec<usize> {
-    std::env::var("BENCH_SIZES")
-        .ok()
-        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .filter(|v: &Vec<usize>| !v.is_empty())
-        .unwrap_or_else(|| vec![10_000, 100_000])
-}
-
 fn quick() -> bool {
     std::env::var("CLIENT_GO_COMPARE_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Where criterion keeps its estimates.
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return home.into();
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
 }
 
 /// A measured case: its name in both harnesses, its size, its unit and how many elements one
@@ -402,58 +315,11 @@ fn with_writer<R: Send>(
     writes: &AtomicU64,
     read: impl FnOnce() -> R,
 ) -> R {
-    let stop = AtomicBool::new(false);
-    let started = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut flip = vec![false; d.n];
-            let (mut pos, mut count) = (0, 0u64);
-            started.store(true, Ordering::Release);
-            while !stop.load(Ordering::Relaxed) {
-                pos = (pos + 1) % d.n;
-                let i = d.order[pos];
-                flip[i] = !flip[i];
-                let o = if flip[i] { &d.moved[i] } else { &d.base[i] };
-                cache.update(o.clone()).expect("no unique index");
-                count += 1;
-            }
-            for (i, f) in flip.iter().enumerate() {
-                if *f {
-                    cache.update(d.base[i].clone()).expect("no unique index");
-                }
-            }
-            writes.fetch_add(count, Ordering::Relaxed);
-        });
-        while !started.load(Ordering::Acquire) {
-            std::hint::spin_loop();
-        }
-        std::thread::sleep(Duration::from_millis(2));
-        let out = read();
-        stop.store(true, Ordering::Relaxed);
-        out
-    })
-}
-
-/// The one no-op handler: it counts what it is told.
-#[derive(Clone, Default)]
-struct Count(Arc<AtomicU64>);
-
-impl Count {
-    fn get(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-impl EventHandler<Pod> for Count {
-    fn on_add(&self, _: Arc<Pod>, _: bool) {
-        self.0.fetch_add(1, Ordering::Release);
-    }
-    fn on_update(&self, _: Arc<Pod>, _: Arc<Pod>) {
-        self.0.fetch_add(1, Ordering::Release);
-    }
-    fn on_delete(&self, _: DeletedObject<Pod>) {
-        self.0.fetch_add(1, Ordering::Release);
-    }
+    let write = |i: usize, moved: bool| {
+        let o = if moved { &d.moved[i] } else { &d.base[i] };
+        cache.update(o.clone()).expect("no unique index");
+    };
+    data::with_writer(d, &write, writes, read)
 }
 
 /// The informer cases, with the workload's two indexes and one handler, on a source that
@@ -465,29 +331,7 @@ fn bench_informer(c: &mut Criterion, measured: &mut Vec<Measured>) {
         let mut g = c.benchmark_group(group_name("informer_initial_sync"));
         g.sample_size(10).sampling_mode(SamplingMode::Flat);
         g.bench_function(label(OBJECTS), |b| {
-            b.iter_with_large_drop(|| {
-                rt.block_on(async {
-                    let informer = SharedIndexInformer::builder_with_indexers(
-                        source.clone(),
-                        pods::two_indexes(),
-                    )
-                    .queue(QueueKind::Real)
-                    .build();
-                    let count = Count::default();
-                    let registration = informer.add_event_handler(count.clone()).unwrap();
-                    let stop = CancellationToken::new();
-                    let run = tokio::spawn({
-                        let (informer, stop) = (informer.clone(), stop.clone());
-                        async move { informer.run(stop).await }
-                    });
-                    assert!(registration.wait_for_sync().await);
-                    assert_eq!(count.get(), OBJECTS as u64);
-                    assert_eq!(informer.cache().len(), OBJECTS);
-                    stop.cancel();
-                    run.await.expect("the informer stops");
-                    informer
-                })
-            });
+            b.iter_with_large_drop(|| rt.block_on(pods::initial_sync(&source, QueueKind::Real)));
         });
         g.finish();
         measured.push(Measured {
@@ -570,7 +414,7 @@ fn bench_informer(c: &mut Criterion, measured: &mut Vec<Measured>) {
 }
 
 fn main() {
-    let dir = criterion_dir();
+    let dir = support::criterion_dir();
     let (warm_up, measurement, samples) = if quick() {
         (Duration::from_millis(100), Duration::from_millis(300), 10)
     } else {

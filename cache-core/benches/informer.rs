@@ -5,40 +5,16 @@
 //! Run with `cargo bench -p cache-core --bench informer`.
 #![allow(missing_docs)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_core::informer::{EventHandler, QueueKind, SharedIndexInformer};
-use cache_core::{DeletedObject, Indexers};
+use cache_core::Indexers;
+use cache_core::informer::{QueueKind, SharedIndexInformer};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::pods::{EVENTS, OBJECTS, Pod, pod, runtime, source, two_indexes};
-
-/// Counts what it is told.
-#[derive(Clone, Default)]
-struct Count(Arc<AtomicU64>);
-
-impl Count {
-    fn get(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-impl EventHandler<Pod> for Count {
-    fn on_add(&self, _: Arc<Pod>, _: bool) {
-        self.0.fetch_add(1, Ordering::Release);
-    }
-    fn on_update(&self, _: Arc<Pod>, _: Arc<Pod>) {
-        self.0.fetch_add(1, Ordering::Release);
-    }
-    fn on_delete(&self, _: DeletedObject<Pod>) {
-        self.0.fetch_add(1, Ordering::Release);
-    }
-}
+use support::pods::{Count, EVENTS, OBJECTS, Pod, pod, runtime, source, two_indexes};
 
 fn initial_sync(c: &mut Criterion) {
     let rt = runtime();
@@ -51,26 +27,7 @@ fn initial_sync(c: &mut Criterion) {
         ("delta_fifo_one_handler", QueueKind::Delta),
     ] {
         group.bench_function(name, |b| {
-            b.iter_with_large_drop(|| {
-                rt.block_on(async {
-                    let informer =
-                        SharedIndexInformer::builder_with_indexers(source.clone(), two_indexes())
-                            .queue(kind)
-                            .build();
-                    let count = Count::default();
-                    let registration = informer.add_event_handler(count.clone()).unwrap();
-                    let stop = CancellationToken::new();
-                    let run = tokio::spawn({
-                        let (informer, stop) = (informer.clone(), stop.clone());
-                        async move { informer.run(stop).await }
-                    });
-                    assert!(registration.wait_for_sync().await);
-                    assert_eq!(count.get(), OBJECTS as u64);
-                    stop.cancel();
-                    run.await.expect("the informer stops");
-                    informer
-                })
-            });
+            b.iter_with_large_drop(|| rt.block_on(support::pods::initial_sync(&source, kind)));
         });
     }
     group.finish();

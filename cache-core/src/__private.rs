@@ -24,7 +24,7 @@ pub use std::result::Result;
 pub use std::sync::Arc;
 pub use std::vec::Vec;
 
-pub use crate::index::{Index, IndexQuery, IndexValue, Indexed, Indexer, Indexers};
+pub use crate::index::{Index, IndexQuery, IndexValue, Indexed, Indexer, Indexers, Lookup};
 pub use crate::object::{Object, ObjectKey, ResourceVersion};
 
 /// Implemented by nothing: the bound that fails, with one clear message, when an index's value
@@ -285,20 +285,20 @@ pub trait ValidValue<V> {
         F: Fn(&T, &mut Vec<V>) + Send + Sync + 'static;
 
     /// `IndexQuery::by`.
-    fn __by<T, R, Q>(&self, reader: &R, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    fn __by<T, R, L>(&self, reader: &R, index: Index<T, V>, value: L) -> Vec<Arc<T>>
     where
         T: Object,
         R: IndexQuery<T> + ?Sized,
-        V: Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        V: Borrow<L::Borrowed>,
+        L: Lookup<V>;
 
     /// `IndexQuery::by_unique`.
-    fn __by_unique<T, R, Q>(&self, reader: &R, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    fn __by_unique<T, R, L>(&self, reader: &R, index: Index<T, V>, value: L) -> Option<Arc<T>>
     where
         T: Object,
         R: IndexQuery<T> + ?Sized,
-        V: Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        V: Borrow<L::Borrowed>,
+        L: Lookup<V>;
 
     /// `IndexQuery::values`.
     fn __values<T, R>(&self, reader: &R, index: Index<T, V>) -> Vec<V>
@@ -314,27 +314,27 @@ impl<V: IndexValue> ValidValue<V> for Values<V> {
         T: Object,
         F: Fn(&T, &mut Vec<V>) + Send + Sync + 'static,
     {
-        Indexer::from_fn(name, unique, f)
+        Indexer::from_fn(Index::new(name), unique, f)
     }
 
     #[inline]
-    fn __by<T, R, Q>(&self, reader: &R, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    fn __by<T, R, L>(&self, reader: &R, index: Index<T, V>, value: L) -> Vec<Arc<T>>
     where
         T: Object,
         R: IndexQuery<T> + ?Sized,
-        V: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         reader.by(index, value)
     }
 
     #[inline]
-    fn __by_unique<T, R, Q>(&self, reader: &R, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    fn __by_unique<T, R, L>(&self, reader: &R, index: Index<T, V>, value: L) -> Option<Arc<T>>
     where
         T: Object,
         R: IndexQuery<T> + ?Sized,
-        V: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         reader.by_unique(index, value)
     }
@@ -365,20 +365,20 @@ pub trait InvalidValue<V> {
         F: Fn(&T, &mut Vec<V>) + Send + Sync + 'static;
 
     /// Nothing.
-    fn __by<T, R, Q>(&self, reader: &R, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    fn __by<T, R, L>(&self, reader: &R, index: Index<T, V>, value: L) -> Vec<Arc<T>>
     where
         T: Object,
         R: IndexQuery<T> + ?Sized,
-        V: Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        V: Borrow<L::Borrowed>,
+        L: Lookup<V>;
 
     /// Nothing.
-    fn __by_unique<T, R, Q>(&self, reader: &R, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    fn __by_unique<T, R, L>(&self, reader: &R, index: Index<T, V>, value: L) -> Option<Arc<T>>
     where
         T: Object,
         R: IndexQuery<T> + ?Sized,
-        V: Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        V: Borrow<L::Borrowed>,
+        L: Lookup<V>;
 
     /// Nothing.
     fn __values<T, R>(&self, reader: &R, index: Index<T, V>) -> Vec<V>
@@ -393,25 +393,29 @@ impl<V> InvalidValue<V> for &Values<V> {
         T: Object,
         F: Fn(&T, &mut Vec<V>) + Send + Sync + 'static,
     {
-        Indexer::from_fn(name, unique, |_: &T, _: &mut Vec<()>| {})
+        Indexer::from_fn(
+            Index::<T, ()>::new(name),
+            unique,
+            |_: &T, _: &mut Vec<()>| {},
+        )
     }
 
-    fn __by<T, R, Q>(&self, _: &R, _: Index<T, V>, _: &Q) -> Vec<Arc<T>>
+    fn __by<T, R, L>(&self, _: &R, _: Index<T, V>, _: L) -> Vec<Arc<T>>
     where
         T: Object,
         R: IndexQuery<T> + ?Sized,
-        V: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         Vec::new()
     }
 
-    fn __by_unique<T, R, Q>(&self, _: &R, _: Index<T, V>, _: &Q) -> Option<Arc<T>>
+    fn __by_unique<T, R, L>(&self, _: &R, _: Index<T, V>, _: L) -> Option<Arc<T>>
     where
         T: Object,
         R: IndexQuery<T> + ?Sized,
-        V: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         None
     }

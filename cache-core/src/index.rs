@@ -102,35 +102,35 @@ pub trait Indexed: Object + Sized {
 pub trait IndexQuery<T: Object> {
     /// The objects whose index `index` holds `value`, ordered by key. A `String` index accepts
     /// `&str`. An index that is not installed reads as empty.
-    fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    fn by<V, L>(&self, index: Index<T, V>, value: L) -> Vec<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>;
 
     /// The object holding `value` in a unique index (the first by key, for an index that is not
     /// unique).
-    fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    fn by_unique<V, L>(&self, index: Index<T, V>, value: L) -> Option<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>;
 
     /// Every value present in `index`, sorted.
     fn values<V: IndexValue>(&self, index: Index<T, V>) -> Vec<V>;
 }
 
 impl<T: Object, R: IndexQuery<T> + ?Sized> IndexQuery<T> for &R {
-    fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    fn by<V, L>(&self, index: Index<T, V>, value: L) -> Vec<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         R::by(self, index, value)
     }
 
-    fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    fn by_unique<V, L>(&self, index: Index<T, V>, value: L) -> Option<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         R::by_unique(self, index, value)
     }
@@ -141,24 +141,201 @@ impl<T: Object, R: IndexQuery<T> + ?Sized> IndexQuery<T> for &R {
 }
 
 impl<T: Object, R: IndexQuery<T> + ?Sized> IndexQuery<T> for Arc<R> {
-    fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    fn by<V, L>(&self, index: Index<T, V>, value: L) -> Vec<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         R::by(self, index, value)
     }
 
-    fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    fn by_unique<V, L>(&self, index: Index<T, V>, value: L) -> Option<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         R::by_unique(self, index, value)
     }
 
     fn values<V: IndexValue>(&self, index: Index<T, V>) -> Vec<V> {
         R::values(self, index)
+    }
+}
+
+/// A value to look an index of `V`s up with: a reference to a `V` or to anything a `V`
+/// borrows as (`&str` for a `String` index), or a tuple of such references for a tuple index
+/// (`("app", "web")` for an index of `(String, String)`).
+///
+/// ```
+/// use cache_core::{Cache, Index, Indexer, Indexers, Object};
+///
+/// #[derive(Debug)]
+/// struct Svc { name: String, ns: String, port: u16 }
+/// impl Object for Svc {
+///     type Key = String;
+///     fn key(&self) -> String { self.name.clone() }
+/// }
+/// const NS_PORT: Index<Svc, (String, u16)> = Index::new("ns-port");
+///
+/// fn ns_port(s: &Svc) -> [(&String, &u16); 1] {
+///     [(&s.ns, &s.port)]
+/// }
+///
+/// let cache = Cache::with_indexers(Indexers::new().with(Indexer::for_index(NS_PORT, ns_port)));
+/// cache.add(Svc { name: "web".into(), ns: "prod".into(), port: 80 }.into()).unwrap();
+/// assert_eq!(cache.by(NS_PORT, ("prod", &80)).len(), 1);
+/// assert_eq!(cache.by(NS_PORT, &("prod".to_owned(), 80)).len(), 1);
+/// assert!(cache.by(NS_PORT, ("dev", &80)).is_empty());
+/// ```
+pub trait Lookup<V> {
+    /// What `V` borrows as for the lookup: it hashes and compares as the `V` it stands for.
+    type Borrowed: ?Sized + Hash + Eq;
+
+    /// The value, as what `V` borrows as.
+    fn borrowed(&self) -> &Self::Borrowed;
+}
+
+impl<V, Q> Lookup<V> for &Q
+where
+    V: Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+{
+    type Borrowed = Q;
+
+    fn borrowed(&self) -> &Q {
+        self
+    }
+}
+
+macro_rules! tuple_lookup {
+    ($(#[$doc:meta])* $parts:ident: $($v:ident $q:ident $i:tt),+) => {
+        $(#[$doc])*
+        pub trait $parts<$($q: ?Sized),+> {
+            /// The parts, borrowed.
+            fn parts(&self) -> ($(&$q,)+);
+        }
+
+        impl<$($v: Borrow<$q>, $q: ?Sized),+> $parts<$($q),+> for ($($v,)+) {
+            fn parts(&self) -> ($(&$q,)+) {
+                ($(self.$i.borrow(),)+)
+            }
+        }
+
+        /// Hashes as the tuple it stands for: each part in order.
+        impl<$($q: ?Sized + Hash),+> Hash for dyn $parts<$($q),+> + '_ {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                let parts = self.parts();
+                $(parts.$i.hash(state);)+
+            }
+        }
+
+        impl<$($q: ?Sized + PartialEq),+> PartialEq for dyn $parts<$($q),+> + '_ {
+            fn eq(&self, other: &Self) -> bool {
+                let (a, b) = (self.parts(), other.parts());
+                $(a.$i == b.$i)&&+
+            }
+        }
+
+        impl<$($q: ?Sized + Eq),+> Eq for dyn $parts<$($q),+> + '_ {}
+
+        impl<'a, $($v: Borrow<$q> + 'a, $q: ?Sized + 'a),+> Borrow<dyn $parts<$($q),+> + 'a>
+            for ($($v,)+)
+        {
+            fn borrow(&self) -> &(dyn $parts<$($q),+> + 'a) {
+                self
+            }
+        }
+
+        impl<'a, $($v: Borrow<$q> + 'a, $q: ?Sized + Hash + Eq + 'a),+> Lookup<($($v,)+)>
+            for ($(&'a $q,)+)
+        {
+            type Borrowed = dyn $parts<$($q),+> + 'a;
+
+            fn borrowed(&self) -> &Self::Borrowed {
+                self
+            }
+        }
+    };
+}
+
+tuple_lookup!(
+    /// A pair seen as its borrowed parts: how an index of pairs is looked up with a pair of
+    /// references ([`Lookup`]).
+    Parts2: A QA 0, B QB 1
+);
+tuple_lookup!(
+    /// A triple seen as its borrowed parts: how an index of triples is looked up with a triple
+    /// of references ([`Lookup`]).
+    Parts3: A QA 0, B QB 1, C QC 2
+);
+
+/// A function from an object to its values in an index of `V`s, for [`Indexer::for_index`]:
+/// implemented by every `Fn(&T) -> I` whose `I` iterates over [`IntoIndexValue<V>`] items, `I`
+/// borrowing from the object or not.
+pub trait IndexFn<'a, T: 'a, V>: Fn(&'a T) -> <Self as IndexFn<'a, T, V>>::Values {
+    /// What the function returns.
+    type Values: IntoIterator<Item = Self::Value>;
+    /// Each value, before it becomes a `V`.
+    type Value: IntoIndexValue<V>;
+}
+
+impl<'a, T: 'a, V, F, I> IndexFn<'a, T, V> for F
+where
+    F: Fn(&'a T) -> I,
+    I: IntoIterator,
+    I::Item: IntoIndexValue<V>,
+{
+    type Values = I;
+    type Value = I::Item;
+}
+
+/// What an index closure given to [`Indexer::for_index`] may return for an index of `V`s: a `V`,
+/// a `&V`, a `&str` or `Cow<str>` for a `String` index, or a tuple of references for a tuple
+/// index. Each is turned into a `V` once, as it is stored.
+pub trait IntoIndexValue<V> {
+    /// The value.
+    fn into_index_value(self) -> V;
+}
+
+impl<V: IndexValue> IntoIndexValue<V> for V {
+    fn into_index_value(self) -> V {
+        self
+    }
+}
+
+impl<V: IndexValue> IntoIndexValue<V> for &V {
+    fn into_index_value(self) -> V {
+        self.clone()
+    }
+}
+
+impl IntoIndexValue<String> for &str {
+    fn into_index_value(self) -> String {
+        self.to_owned()
+    }
+}
+
+impl IntoIndexValue<String> for Cow<'_, str> {
+    fn into_index_value(self) -> String {
+        self.into_owned()
+    }
+}
+
+impl<A: IndexValue, B: IndexValue> IntoIndexValue<(A, B)> for (&A, &B) {
+    fn into_index_value(self) -> (A, B) {
+        (self.0.clone(), self.1.clone())
+    }
+}
+
+impl<A: IndexValue, B: IndexValue, C: IndexValue> IntoIndexValue<(A, B, C)> for (&A, &B, &C) {
+    fn into_index_value(self) -> (A, B, C) {
+        (self.0.clone(), self.1.clone(), self.2.clone())
+    }
+}
+
+impl IntoIndexValue<(String, String)> for (&str, &str) {
+    fn into_index_value(self) -> (String, String) {
+        (self.0.to_owned(), self.1.to_owned())
     }
 }
 
@@ -249,7 +426,7 @@ impl<T: Object> Indexer<T> {
         I: IntoIterator<Item = V>,
         F: Fn(&T) -> I + Send + Sync + 'static,
     {
-        Self::from_fn(name, false, move |obj, out| out.extend(f(obj)))
+        Self::raw(name, false, move |obj, out| out.extend(f(obj)))
     }
 
     /// Like [`new`](Self::new), but at most one object may hold each value; a write that would
@@ -261,22 +438,74 @@ impl<T: Object> Indexer<T> {
         I: IntoIterator<Item = V>,
         F: Fn(&T) -> I + Send + Sync + 'static,
     {
-        Self::from_fn(name, true, move |obj, out| out.extend(f(obj)))
+        Self::raw(name, true, move |obj, out| out.extend(f(obj)))
     }
 
     /// An index for a typed handle, so that queries through the handle are type-checked.
-    pub fn for_index<V, I, F>(index: Index<T, V>, f: F) -> Self
+    ///
+    /// `f` returns the object's values as any iterable: owned values, or values borrowed from
+    /// the object (`&V`, `&str` for a `String` index, tuples of references for a tuple index;
+    /// see [`IntoIndexValue`]). Nothing is collected on the way: each value is converted once,
+    /// straight into the index's own buffer. A closure's parameter needs its type (`|p: &Pod|`).
+    ///
+    /// A closure cannot return a value that borrows from its argument (Rust infers one return
+    /// type for every lifetime of the argument); a function can, so an index whose values are
+    /// borrowed is given as a `fn`:
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use cache_core::{Cache, Index, Indexer, Indexers, Object};
+    ///
+    /// #[derive(Debug)]
+    /// struct Pod { name: String, labels: BTreeMap<String, String> }
+    /// impl Object for Pod {
+    ///     type Key = String;
+    ///     fn key(&self) -> String { self.name.clone() }
+    /// }
+    /// const LABEL: Index<Pod, (String, String)> = Index::new("label");
+    ///
+    /// // Borrows the pairs from the pod: no `Vec`, no `format!`.
+    /// fn labels(p: &Pod) -> impl Iterator<Item = (&String, &String)> {
+    ///     p.labels.iter()
+    /// }
+    ///
+    /// let cache = Cache::with_indexers(Indexers::new().with(Indexer::for_index(LABEL, labels)));
+    /// let labels = BTreeMap::from([("app".to_owned(), "web".to_owned())]);
+    /// cache.add(Pod { name: "web-1".into(), labels }.into()).unwrap();
+    /// assert_eq!(cache.by(LABEL, ("app", "web")).len(), 1); // queried with borrowed parts
+    /// ```
+    pub fn for_index<V, F>(index: Index<T, V>, f: F) -> Self
     where
         V: IndexValue,
-        I: IntoIterator<Item = V>,
-        F: Fn(&T) -> I + Send + Sync + 'static,
+        F: for<'a> IndexFn<'a, T, V> + Send + Sync + 'static,
     {
-        Self::new(index.name, f)
+        Self::raw(index.name, false, move |obj, out| {
+            out.extend(f(obj).into_iter().map(IntoIndexValue::into_index_value));
+        })
+    }
+
+    /// Like [`for_index`](Self::for_index), for a unique index (see [`unique`](Self::unique)).
+    pub fn unique_for_index<V, F>(index: Index<T, V>, f: F) -> Self
+    where
+        V: IndexValue,
+        F: for<'a> IndexFn<'a, T, V> + Send + Sync + 'static,
+    {
+        Self::raw(index.name, true, move |obj, out| {
+            out.extend(f(obj).into_iter().map(IntoIndexValue::into_index_value));
+        })
     }
 
     /// The lowest-level constructor, used by `#[derive(Indexed)]`: `f` pushes the object's values
-    /// into `out`, so a field value is cloned once and no intermediate collection is built.
-    pub fn from_fn<V, F>(name: impl Into<Cow<'static, str>>, unique: bool, f: F) -> Self
+    /// into `out`, a buffer the index reuses from one object to the next.
+    pub fn from_fn<V, F>(index: Index<T, V>, unique: bool, f: F) -> Self
+    where
+        V: IndexValue,
+        F: Fn(&T, &mut Vec<V>) + Send + Sync + 'static,
+    {
+        Self::raw(index.name, unique, f)
+    }
+
+    fn raw<V, F>(name: impl Into<Cow<'static, str>>, unique: bool, f: F) -> Self
     where
         V: IndexValue,
         F: Fn(&T, &mut Vec<V>) + Send + Sync + 'static,

@@ -101,7 +101,9 @@ pub mod workqueue;
 
 pub use controller::{Action, Context, Controller};
 pub use fifo::DeletedObject;
-pub use index::{Index, IndexQuery, IndexValue, Indexed, Indexer, Indexers};
+pub use index::{
+    Index, IndexFn, IndexQuery, IndexValue, Indexed, Indexer, Indexers, IntoIndexValue, Lookup,
+};
 pub use informer::{
     EventHandler, HandlerFns, HandlerRegistration, InformerEvent, SharedIndexInformer,
 };
@@ -111,7 +113,9 @@ pub use object::{
 };
 pub use reflector::{Reflector, ReflectorError, ReflectorOptions, ReflectorStats};
 pub use source::MemorySource;
-pub use store::{ByIter, Cache, Change, Snapshot, Store, StoreError, TransactionError};
+pub use store::{
+    ByEntries, ByIter, Cache, CacheReader, Change, Snapshot, Store, StoreError, TransactionError,
+};
 
 #[doc = include_str!("derive.md")]
 #[cfg(feature = "derive")]

@@ -1,7 +1,7 @@
 //! What can live in a cache: [`Object`], its typed key ([`ObjectKey`] for Kubernetes-style
 //! objects) and its [`ResourceVersion`].
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -76,9 +76,8 @@ impl<T: Object> Object for Arc<T> {
 ///
 /// # Checked and unchecked construction
 ///
-/// Kubernetes names never contain `/`, so `namespace/name` splits back into its parts. A key
-/// built from parts that hold a `/` could not: `("a/b", "c")` and `("a", "b/c")` would both print
-/// as `a/b/c`. Two ways to build a key:
+/// Kubernetes names never contain `/`, so `namespace/name` splits back into its parts. Two ways
+/// to build a key:
 ///
 /// - [`try_new`](Self::try_new) and [`try_cluster`](Self::try_cluster) check the parts as
 ///   Kubernetes does and return an [`InvalidObjectKey`] otherwise. Use them for input you do not
@@ -86,11 +85,22 @@ impl<T: Object> Object for Arc<T> {
 /// - [`new`](Self::new) and [`cluster`](Self::cluster) do not check. They are for parts that are
 ///   already valid names: fields of objects an API server validated, or names your program
 ///   chose. They cost no validation on the write path, where [`Object::key`] is called for
-///   every object. Given a part with a `/`, they still build a key (they never panic), but its
-///   string form does not parse back to it.
+///   every object, and never fail.
 ///
-/// Every key from `try_new`, `try_cluster` or [`parse`](Self::parse) prints in a form that
-/// parses back to an equal key.
+/// Every key, however it was built, prints in a form that [`parse`](Self::parse)s back to an
+/// equal key. A valid key prints as client-go's `namespace/name`. A part that holds a `/` or a
+/// `%` (which no Kubernetes name does) prints with them escaped as `%2F` and `%25`, so that
+/// `("a/b", "c")` prints as `a%2Fb/c` and `("a", "b/c")` as `a/b%2Fc`:
+///
+/// ```
+/// use cache_core::ObjectKey;
+///
+/// let odd = ObjectKey::new("a", "b/c");
+/// assert_eq!(odd.to_string(), "a/b%2Fc");
+/// assert_eq!(odd.to_string().parse::<ObjectKey>()?, odd);
+/// assert_eq!(odd.name(), "b/c");
+/// # Ok::<(), cache_core::KeyParseError>(())
+/// ```
 #[derive(Clone)]
 pub struct ObjectKey {
     /// `namespace/name` or `name`.
@@ -193,12 +203,30 @@ impl ObjectKey {
         }
     }
 
-    /// The client-go string form, without allocating: `namespace/name` or `name`.
-    pub fn as_str(&self) -> &str {
-        &self.full
+    /// The string form, as [`Display`](fmt::Display) prints it: client-go's `namespace/name` or
+    /// `name`, borrowed from the key without allocating unless a part holds a `/` or a `%` (see
+    /// the [type docs](Self#checked-and-unchecked-construction)).
+    pub fn as_str(&self) -> Cow<'_, str> {
+        if self.needs_escape() {
+            Cow::Owned(self.to_string())
+        } else {
+            Cow::Borrowed(&self.full)
+        }
     }
 
-    /// Splits client-go's key format: one part is a name, two parts are `namespace/name`.
+    /// Whether a part holds a byte that the string form escapes: a `%`, or a `/` other than the
+    /// separator.
+    fn needs_escape(&self) -> bool {
+        let sep = (self.ns_len != NO_NAMESPACE).then_some(self.ns_len as usize);
+        self.full
+            .bytes()
+            .enumerate()
+            .any(|(i, b)| b == b'%' || (b == b'/' && Some(i) != sep))
+    }
+
+    /// Splits client-go's key format: one part is a name, two parts are `namespace/name`. In
+    /// each part, `%2F` stands for `/` and `%25` for `%` (how a key whose parts hold them prints);
+    /// any other `%` is kept as it is.
     ///
     /// # Errors
     ///
@@ -213,8 +241,8 @@ impl FromStr for ObjectKey {
     fn from_str(s: &str) -> Result<Self, KeyParseError> {
         let mut parts = s.split('/');
         match (parts.next(), parts.next(), parts.next()) {
-            (Some(name), None, None) => Ok(Self::cluster(name)),
-            (Some(ns), Some(name), None) => Ok(Self::new(ns, name)),
+            (Some(name), None, None) => Ok(Self::cluster(&unescape(name))),
+            (Some(ns), Some(name), None) => Ok(Self::new(&unescape(ns), &unescape(name))),
             _ => Err(KeyParseError { key: s.to_owned() }),
         }
     }
@@ -256,8 +284,55 @@ impl PartialOrd for ObjectKey {
 
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.full)
+        if !self.needs_escape() {
+            return f.write_str(&self.full);
+        }
+        if let Some(ns) = self.namespace() {
+            write_escaped(f, ns)?;
+            f.write_str("/")?;
+        }
+        write_escaped(f, self.name())
     }
+}
+
+/// Writes a key part with `%` as `%25` and `/` as `%2F`.
+fn write_escaped(f: &mut fmt::Formatter<'_>, part: &str) -> fmt::Result {
+    let mut rest = part;
+    while let Some(i) = rest.find(['%', '/']) {
+        f.write_str(&rest[..i])?;
+        f.write_str(if rest.as_bytes()[i] == b'%' {
+            "%25"
+        } else {
+            "%2F"
+        })?;
+        rest = &rest[i + 1..];
+    }
+    f.write_str(rest)
+}
+
+/// Undoes [`write_escaped`]: `%25` is `%`, `%2F` (or `%2f`) is `/`; any other `%` stays.
+fn unescape(part: &str) -> Cow<'_, str> {
+    if !part.contains('%') {
+        return Cow::Borrowed(part);
+    }
+    let mut out = String::with_capacity(part.len());
+    let mut rest = part;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 3);
+        match code {
+            Some("25") => out.push('%'),
+            Some("2F" | "2f") => out.push('/'),
+            _ => {
+                out.push('%');
+                rest = &rest[i + 1..];
+                continue;
+            }
+        }
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 impl fmt::Debug for ObjectKey {
@@ -483,37 +558,75 @@ mod tests {
         }
     }
 
-    /// A namespace or name drawn from characters that matter to the key syntax and the checks.
-    const PART: &str = "[a-c0-9/%.:-]{0,5}";
+    /// A key part drawn from any characters, and often from those that matter to the key
+    /// syntax, the escapes and the checks.
+    fn part() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            "[a-c0-9/%.:-]{0,5}",
+            "(%|/|%2F|%2f|%25|%%|a){0,4}",
+            proptest::arbitrary::any::<String>(),
+        ]
+    }
+
+    /// `parse(display(key)) == key`, with the parts it was built from.
+    fn assert_round_trips(key: &ObjectKey) -> Result<(), proptest::test_runner::TestCaseError> {
+        let printed = key.to_string();
+        proptest::prop_assert_eq!(&*key.as_str(), printed.as_str());
+        let back = printed.parse::<ObjectKey>();
+        proptest::prop_assert_eq!(back.as_ref(), Ok(key), "printed as {:?}", printed);
+        let back = back.unwrap_or_else(|_| ObjectKey::cluster(""));
+        proptest::prop_assert_eq!(
+            (back.namespace(), back.name()),
+            (key.namespace(), key.name())
+        );
+        Ok(())
+    }
 
     proptest::proptest! {
-        /// Every key the checked constructors accept prints in a form that parses back to it,
-        /// and they refuse every pair whose unchecked key would not.
+        /// Every key, whichever constructor built it, prints in a form that parses back to it.
         #[test]
-        fn checked_keys_print_in_a_form_that_parses_back(ns in PART, name in PART) {
-            let unchecked = ObjectKey::new(&ns, &name);
-            let unchecked_round_trips = unchecked.to_string().parse::<ObjectKey>().as_ref() == Ok(&unchecked);
+        fn every_key_prints_in_a_form_that_parses_back(ns in part(), name in part(), s in part()) {
+            let key = ObjectKey::new(&ns, &name);
+            proptest::prop_assert_eq!(key.name(), name.as_str());
+            assert_round_trips(&key)?;
+            assert_round_trips(&ObjectKey::cluster(&name))?;
             if let Ok(key) = ObjectKey::try_new(&ns, &name) {
-                proptest::prop_assert_eq!(&key, &unchecked);
-                let back = key.to_string().parse::<ObjectKey>();
-                proptest::prop_assert_eq!(back, Ok(key));
-            }
-            if !unchecked_round_trips {
-                proptest::prop_assert!(ObjectKey::try_new(&ns, &name).is_err());
+                proptest::prop_assert_eq!(&key, &ObjectKey::new(&ns, &name));
+                assert_round_trips(&key)?;
             }
             if let Ok(key) = ObjectKey::try_cluster(&name) {
-                let back = key.to_string().parse::<ObjectKey>();
-                proptest::prop_assert_eq!(back, Ok(key));
+                assert_round_trips(&key)?;
+            }
+            if let Ok(key) = s.parse::<ObjectKey>() {
+                assert_round_trips(&key)?;
             }
         }
 
-        /// Every key that parses prints back to a string that parses to the same key.
+        /// A valid key prints exactly as client-go prints it: nothing is escaped.
         #[test]
-        fn parsed_keys_round_trip(s in "[a-c/.%-]{0,8}") {
-            if let Ok(key) = s.parse::<ObjectKey>() {
-                proptest::prop_assert_eq!(key.to_string().parse::<ObjectKey>(), Ok(key));
+        fn valid_keys_print_as_client_go(ns in part(), name in part()) {
+            if let Ok(key) = ObjectKey::try_new(&ns, &name) {
+                let expected = if ns.is_empty() { name.clone() } else { format!("{ns}/{name}") };
+                proptest::prop_assert_eq!(key.to_string(), expected);
             }
         }
+    }
+
+    #[test]
+    fn parts_holding_a_slash_or_a_percent_print_escaped() {
+        let cases = [
+            (ObjectKey::new("a/b", "c"), "a%2Fb/c"),
+            (ObjectKey::new("a", "b/c"), "a/b%2Fc"),
+            (ObjectKey::new("ns", "50%"), "ns/50%25"),
+            (ObjectKey::cluster("a/b"), "a%2Fb"),
+            (ObjectKey::cluster("%2F"), "%252F"),
+        ];
+        for (key, printed) in cases {
+            assert_eq!(key.to_string(), printed);
+            assert_eq!(printed.parse::<ObjectKey>(), Ok(key));
+        }
+        // A `%` that is not one of the two escapes is kept.
+        assert_eq!("a/5%".parse::<ObjectKey>(), Ok(ObjectKey::new("a", "5%")));
     }
 
     #[test]

@@ -495,10 +495,10 @@ impl<'a> Gen<'a> {
             };
             let values_doc = format!("Every value of the `{name}` index, sorted.");
             let by_sig = quote! {
-                fn #by<__Q>(&self, value: &__Q) -> #ret
+                fn #by<__L>(&self, value: __L) -> #ret
                 where
-                    #value: #p::Borrow<__Q>,
-                    __Q: #p::Hash + #p::Eq + ?#p::Sized
+                    __L: #p::Lookup<#value>,
+                    #value: #p::Borrow<__L::Borrowed>
             };
             let values_sig = quote!(fn #values(&self) -> #p::Vec<#value>);
             decls.push(quote! {

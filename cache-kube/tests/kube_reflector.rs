@@ -1,9 +1,10 @@
 //! The reflector over `KubeListWatch`, against recorded API server responses served over HTTP:
 //! the requests it sends, and the cache it ends with.
 
+mod running;
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_core::reflector::{BackoffOptions, Reflector, ReflectorError};
@@ -12,6 +13,7 @@ use cache_core::{Cache, Index, Indexer, Indexers, Object, ObjectKey, ResourceVer
 use cache_kube::{KubeListWatch, KubeObject, object_key, resource_version};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
+use running::Running;
 use support::{ApiServer, Reply, Seen, within};
 use tokio_util::sync::CancellationToken;
 
@@ -58,43 +60,10 @@ fn cache() -> Arc<Cache<PodInfo>> {
     ))
 }
 
-/// A running reflector, stopped when dropped, with the errors it reported.
-struct Running {
-    reflector: Reflector<PodInfo>,
-    errors: Arc<Mutex<Vec<ReflectorError>>>,
-    stop: CancellationToken,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-fn start(source: KubeListWatch<Pod, PodInfo>, cache: &Arc<Cache<PodInfo>>) -> Running {
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let reflector = Reflector::builder(source, cache.clone())
-        // Real time, real sockets: keep the backoff short.
-        .backoff(BackoffOptions::new(
-            Duration::from_millis(1),
-            2.0,
-            Duration::from_millis(10),
-        ))
-        .watch_error_handler({
-            let errors = errors.clone();
-            move |e| errors.lock().unwrap().push(e.clone())
-        })
-        .build();
-    let stop = CancellationToken::new();
-    tokio::spawn({
-        let (reflector, stop) = (reflector.clone(), stop.clone());
-        async move { reflector.run(stop).await }
-    });
-    Running {
-        reflector,
-        errors,
-        stop,
-    }
+fn start(source: KubeListWatch<Pod, PodInfo>, cache: &Arc<Cache<PodInfo>>) -> Running<PodInfo> {
+    // Real time, real sockets: keep the backoff short.
+    let backoff = BackoffOptions::new(Duration::from_millis(1), 2.0, Duration::from_millis(10));
+    running::run(source, cache, backoff)
 }
 
 fn source(server: &ApiServer) -> KubeListWatch<Pod, PodInfo> {

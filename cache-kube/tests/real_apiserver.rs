@@ -6,13 +6,14 @@
 //! locally; under `CI=true` they fail.
 
 mod apiserver;
+mod running;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apiserver::{KubeApiServer, Options};
-use cache_core::reflector::{BackoffOptions, Reflector, ReflectorError};
+use cache_core::reflector::{BackoffOptions, ReflectorError};
 use cache_core::source::{
     ListOptions, ListerWatcher, ObjectList, SourceError, SourceErrorKind, WatchEvent, WatchStream,
 };
@@ -23,6 +24,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use running::Running;
 use tokio_util::sync::CancellationToken;
 
 /// A compact pod, the cache's type: its indexes are derived.
@@ -166,48 +168,38 @@ impl<T: Object, L: ListerWatcher<T>> ListerWatcher<T> for Recorded<L> {
     }
 }
 
-/// A running reflector, stopped when dropped, with the errors it reported.
-struct Running<T: Object> {
-    reflector: Reflector<T>,
-    errors: Arc<Mutex<Vec<ReflectorError>>>,
-    stop: CancellationToken,
-}
-
-impl<T: Object> Drop for Running<T> {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-impl<T: Object> Running<T> {
-    fn errors(&self) -> Vec<ReflectorError> {
-        self.errors.lock().unwrap().clone()
-    }
-}
-
 fn run<T: Object>(source: impl ListerWatcher<T>, cache: &Arc<Cache<T>>) -> Running<T> {
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let reflector = Reflector::builder(source, cache.clone())
-        .backoff(BackoffOptions::new(
-            Duration::from_millis(50),
-            2.0,
-            Duration::from_secs(1),
-        ))
-        .watch_error_handler({
-            let errors = errors.clone();
-            move |e| errors.lock().unwrap().push(e.clone())
-        })
-        .build();
-    let stop = CancellationToken::new();
-    tokio::spawn({
-        let (reflector, stop) = (reflector.clone(), stop.clone());
-        async move { reflector.run(stop).await }
-    });
-    Running {
-        reflector,
-        errors,
-        stop,
-    }
+    let backoff = BackoffOptions::new(Duration::from_millis(50), 2.0, Duration::from_secs(1));
+    running::run(source, cache, backoff)
+}
+
+/// [`run`], then waits up to `limit` for the first sync.
+async fn run_synced<T: Object>(
+    source: impl ListerWatcher<T>,
+    cache: &Arc<Cache<T>>,
+    limit: Duration,
+) -> Running<T> {
+    let running = run(source, cache);
+    tokio::time::timeout(limit, running.reflector.wait_for_sync())
+        .await
+        .expect("synced in time");
+    running
+}
+
+/// Creates `namespace` and `n` pods in it, `p-000`, `p-001`, ..., the `i`th on `node(i)`, with
+/// `labels`.
+async fn seed(
+    client: &Client,
+    namespace: &str,
+    n: usize,
+    node: impl Fn(usize) -> Option<String>,
+    labels: &[(&str, &str)],
+) {
+    create_namespaces(client, [namespace.to_owned()]).await;
+    let pods = (0..n)
+        .map(|i| pod(namespace, &format!("p-{i:03}"), node(i), labels))
+        .collect();
+    create_pods(client, pods).await;
 }
 
 /// Waits until `cond` holds, up to `limit`; panics with `what` otherwise.
@@ -380,10 +372,7 @@ async fn five_thousand_pods_sync_in_pages_into_an_indexed_cache() {
 
     let cache = Arc::new(Cache::<PodInfo>::new());
     let (source, calls) = Recorded::new(pods_source(&client));
-    let running = run(source, &cache);
-    tokio::time::timeout(Duration::from_secs(120), running.reflector.wait_for_sync())
-        .await
-        .expect("synced within 120 s");
+    let running = run_synced(source, &cache, Duration::from_secs(120)).await;
 
     // The cache equals a fresh list from the server (keys, versions, labels).
     let server_state = converged(&client, &cache, Duration::from_secs(30)).await;
@@ -429,22 +418,17 @@ async fn the_watch_follows_creates_relabels_and_deletes_with_bookmarks() {
         return;
     };
     let client = server.client().await;
-    create_namespaces(&client, ["watched".to_owned()]).await;
-    create_pods(
-        &client,
-        (0..100)
-            .map(|i| pod("watched", &format!("p-{i:03}"), None, &[("gen", "1")]))
-            .collect(),
-    )
-    .await;
+    seed(&client, "watched", 100, |_| None, &[("gen", "1")]).await;
 
     let cache = Arc::new(Cache::<PodInfo>::new());
     // Watches of 4 s: the server sends a bookmark shortly before each one's deadline.
     let (source, calls) = Recorded::new(pods_source(&client));
-    let running = run(source.watch_timeout(Duration::from_secs(4)), &cache);
-    tokio::time::timeout(Duration::from_secs(60), running.reflector.wait_for_sync())
-        .await
-        .expect("synced");
+    let running = run_synced(
+        source.watch_timeout(Duration::from_secs(4)),
+        &cache,
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(cache.len(), 100);
     {
         // The first list, at resourceVersion 0, came from the watch cache: in one piece,
@@ -531,21 +515,11 @@ async fn a_watch_from_a_compacted_version_gets_410_and_the_relist_converges() {
         return;
     };
     let client = server.client().await;
-    create_namespaces(&client, ["gone".to_owned()]).await;
-    create_pods(
-        &client,
-        (0..200)
-            .map(|i| pod("gone", &format!("p-{i:03}"), None, &[("gen", "1")]))
-            .collect(),
-    )
-    .await;
+    seed(&client, "gone", 200, |_| None, &[("gen", "1")]).await;
     let cache = Arc::new(Cache::<PodInfo>::new());
     let (source, calls) = Recorded::new(pods_source(&client));
     let control = source.control();
-    let running = run(source, &cache);
-    tokio::time::timeout(Duration::from_secs(60), running.reflector.wait_for_sync())
-        .await
-        .expect("synced");
+    let running = run_synced(source, &cache, Duration::from_secs(60)).await;
     converged(&client, &cache, Duration::from_secs(30)).await;
     // One event through the watch: it is an established watch (not a "very short" one, after
     // which a reflector relists), and when it breaks the reflector re-watches from its version.
@@ -673,27 +647,17 @@ async fn the_streaming_list_fills_the_cache_with_no_list_call() {
         return;
     };
     let client = server.client().await;
-    create_namespaces(&client, ["streamed".to_owned()]).await;
-    create_pods(
+    seed(
         &client,
-        (0..300)
-            .map(|i| {
-                pod(
-                    "streamed",
-                    &format!("p-{i:03}"),
-                    Some(format!("n-{}", i % 3)),
-                    &[],
-                )
-            })
-            .collect(),
+        "streamed",
+        300,
+        |i| Some(format!("n-{}", i % 3)),
+        &[],
     )
     .await;
     let cache = Arc::new(Cache::<PodInfo>::new());
     let (source, calls) = Recorded::new(pods_source(&client).streaming_list(true));
-    let running = run(source, &cache);
-    tokio::time::timeout(Duration::from_secs(60), running.reflector.wait_for_sync())
-        .await
-        .expect("synced");
+    let running = run_synced(source, &cache, Duration::from_secs(60)).await;
     // Synced means the bookmark that ends the initial events arrived: everything is there.
     assert_eq!(cache.len(), 300);
     assert_eq!(cache.by(PodInfo::NODE, "n-1").len(), 100);
@@ -724,21 +688,11 @@ async fn with_the_watch_list_gate_off_the_streaming_list_falls_back_to_list_and_
         return;
     };
     let client = server.client().await;
-    create_namespaces(&client, ["listed".to_owned()]).await;
-    create_pods(
-        &client,
-        (0..300)
-            .map(|i| pod("listed", &format!("p-{i:03}"), None, &[]))
-            .collect(),
-    )
-    .await;
+    seed(&client, "listed", 300, |_| None, &[]).await;
     let cache = Arc::new(Cache::<PodInfo>::new());
     let lw = pods_source(&client).streaming_list(true);
     let (source, calls) = Recorded::new(lw.clone());
-    let running = run(source, &cache);
-    tokio::time::timeout(Duration::from_secs(60), running.reflector.wait_for_sync())
-        .await
-        .expect("synced");
+    let running = run_synced(source, &cache, Duration::from_secs(60)).await;
     create_pods(&client, vec![pod("listed", "late", None, &[])]).await;
     let state = converged(&client, &cache, Duration::from_secs(30)).await;
     assert_eq!(state.len(), 301);
@@ -893,10 +847,7 @@ async fn a_custom_resource_that_does_not_decode_is_reported_and_skipped() {
     let cache = Arc::new(Cache::<WidgetInfo>::new());
     let source =
         KubeListWatch::new(Api::<Widget>::all(client.clone())).map(WidgetInfo::from_widget);
-    let running = run(source, &cache);
-    tokio::time::timeout(Duration::from_secs(60), running.reflector.wait_for_sync())
-        .await
-        .expect("synced");
+    let running = run_synced(source, &cache, Duration::from_secs(60)).await;
     assert_eq!(cache.len(), 9, "the nine good widgets, not the bad one");
     assert_eq!(cache.by(WidgetInfo::COLOR, "red").len(), 3);
     let decode_errors = |errors: &[ReflectorError]| -> Vec<String> {

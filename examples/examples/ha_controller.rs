@@ -11,16 +11,19 @@
 //! 15 s, and exits with an error if no replica took over, if two terms overlapped, or if a
 //! reconcile ran outside its replica's term.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cache_core::ObjectKey;
 use cache_core::controller::{Action, Context, Controller};
 use cache_core::informer::SharedIndexInformer;
 use cache_core::leader::{LeaderElectionOptions, LeaderElector, LeaderHandle, MemoryLock};
-use cache_core::source::memory::{MemorySource, Versioned};
-use cache_core::{Indexed, Object, ObjectKey, ResourceVersion};
+use cache_core::source::memory::MemorySource;
+use shared::{Fleet, Node, Phase, Pod, Step, node_name};
 use tokio_util::sync::CancellationToken;
+
+#[path = "shared/mod.rs"]
+mod shared;
 
 const PODS: usize = 2_000;
 const NODES: usize = 40;
@@ -33,52 +36,12 @@ const LEASE: Duration = Duration::from_secs(3);
 const RENEW: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_millis(500);
 
-#[derive(Clone, Debug, Indexed)]
-struct Pod {
-    #[key(name)]
-    name: String,
-    #[index]
-    node: String,
-    #[resource_version]
-    rv: Option<ResourceVersion>,
-}
-
-impl Versioned for Pod {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
-
-#[derive(Clone, Debug, Indexed)]
-struct Node {
-    #[key(name)]
-    name: String,
-    #[index]
-    zone: String,
-    unschedulable: bool,
-    drained: bool,
-    #[resource_version]
-    rv: Option<ResourceVersion>,
-}
-
-impl Versioned for Node {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
-
-fn node_name(i: usize) -> String {
-    format!("node-{i:03}")
-}
-
 /// A term of leadership: replica, fencing token, start, end (`None`: still leading).
 type Term = (usize, u64, Instant, Option<Instant>);
 
 /// The "API server" and what every replica's reconciles did to it.
 struct Cluster {
-    pods: MemorySource<Pod>,
-    nodes: MemorySource<Node>,
-    next_pod: AtomicU64,
+    fleet: Fleet,
     started: Instant,
     /// Each reconcile that did something: replica, token, start and end.
     work: Mutex<Vec<(usize, u64, Instant, Instant)>>,
@@ -101,53 +64,27 @@ struct Replica {
 /// The quickstart's drain: a cordoned node's pods are evicted and replaced on the other nodes
 /// of its zone; once it is empty, it is marked drained. Only the leader runs it.
 async fn drain(node: Arc<Node>, ctx: Context<Node, Replica>) -> Result<Action, String> {
-    if !node.unschedulable || node.drained {
-        return Ok(Action::await_change());
-    }
     let started = Instant::now();
     let token = ctx.fencing_token().ok_or("reconciles run under a term")?;
     let cluster = &ctx.cluster;
     let pods = ctx.cache_of::<Pod>().ok_or("the controller watches pods")?;
-    let victims = pods.by_node(&node.name);
-    let targets: Vec<_> = ctx
-        .cache()
-        .by_zone(&node.zone)
-        .into_iter()
-        .filter(|n| !n.unschedulable)
-        .collect();
-    if targets.is_empty() {
-        return Err(format!("no schedulable node left in {}", node.zone));
-    }
-    let mut evicted = 0;
-    for (i, pod) in victims.iter().enumerate() {
-        if cluster.pods.delete(&pod.key()).is_some() {
-            let n = cluster.next_pod.fetch_add(1, Ordering::Relaxed);
-            cluster.pods.put(Pod {
-                name: format!("pod-r{n:05}"),
-                node: targets[i % targets.len()].name.clone(),
-                rv: None,
-            });
-            evicted += 1;
-        }
-    }
-    if victims.is_empty() && cluster.nodes.get(&node.key()).is_some_and(|n| !n.drained) {
-        cluster.nodes.put(Node {
-            drained: true,
-            ..(*node).clone()
-        });
-        println!(
+    let step =
+        shared::drain_step(&node, &pods, ctx.cache(), &cluster.fleet).map_err(|e| e.to_string())?;
+    match step {
+        Step::Idle => return Ok(Action::await_change()),
+        Step::Drained => println!(
             "[{:>5.1}s] replica-{} (token {token}): {} is empty, drained",
             cluster.at(),
             ctx.id,
             node.name
-        );
-    } else if evicted > 0 {
-        println!(
-            "[{:>5.1}s] replica-{} (token {token}): drain {}: evicted {evicted} pods",
+        ),
+        Step::Evicted { pods: 0, .. } => {}
+        Step::Evicted { pods, .. } => println!(
+            "[{:>5.1}s] replica-{} (token {token}): drain {}: evicted {pods} pods",
             cluster.at(),
             ctx.id,
             node.name
-        );
+        ),
     }
     cluster
         .work
@@ -170,10 +107,10 @@ fn start_replica(
     cluster: &Arc<Cluster>,
     stop: &CancellationToken,
 ) -> Result<Running, Box<dyn std::error::Error>> {
-    let pods = SharedIndexInformer::builder(cluster.pods.clone())
+    let pods = SharedIndexInformer::builder(cluster.fleet.pods.clone())
         .name("pods")
         .build();
-    let nodes = SharedIndexInformer::builder(cluster.nodes.clone())
+    let nodes = SharedIndexInformer::builder(cluster.fleet.nodes.clone())
         .name("nodes")
         .build();
     let client = lock.connect();
@@ -208,11 +145,7 @@ fn start_replica(
         .name(format!("drain-{id}"))
         .leader_election(elector)
         .watches(&pods, move |pod: &Pod| {
-            let node = ObjectKey::cluster(&pod.node);
-            node_cache
-                .get_by_key(&node)
-                .is_some_and(|n| n.unschedulable)
-                .then_some(node)
+            shared::cordoned_node(&node_cache, pod)
         })?;
     let data = Arc::new(Replica {
         id,
@@ -253,26 +186,22 @@ async fn wait_for_leader(replicas: &[Option<Running>]) -> usize {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("typed-cache ha_controller: three replicas of the drain controller, one leader\n");
     let cluster = Arc::new(Cluster {
-        pods: MemorySource::new(),
-        nodes: MemorySource::new(),
-        next_pod: AtomicU64::new(0),
+        fleet: Fleet::new(MemorySource::new(), MemorySource::new()),
         started: Instant::now(),
         work: Mutex::new(Vec::new()),
         terms: Mutex::new(Vec::new()),
     });
-    for i in 0..NODES {
-        cluster.nodes.put(Node {
-            name: node_name(i),
-            zone: ZONES[i % ZONES.len()].to_owned(),
-            unschedulable: false,
-            drained: false,
-            rv: None,
-        });
+    for node in shared::nodes(NODES, &ZONES) {
+        cluster.fleet.nodes.put(node);
     }
     for i in 0..PODS {
-        cluster.pods.put(Pod {
+        cluster.fleet.pods.put(Pod {
+            namespace: "default".into(),
             name: format!("pod-{i:05}"),
-            node: node_name(i * 7 % NODES),
+            node: Some(node_name(i * 7 % NODES)),
+            phase: Phase::Running,
+            owner: "web".into(),
+            restarts: 0,
             rv: None,
         });
     }
@@ -295,9 +224,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut tick = tokio::time::interval(Duration::from_millis(700));
             while !stop.is_cancelled() {
                 tick.tick().await;
-                for node in cluster.nodes.objects() {
+                for node in cluster.fleet.nodes.objects() {
                     if node.drained {
-                        cluster.nodes.put(Node {
+                        cluster.fleet.nodes.put(Node {
                             unschedulable: false,
                             drained: false,
                             ..(*node).clone()
@@ -306,8 +235,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 let name = node_name(next * 13 % NODES);
                 next += 1;
-                if let Some(node) = cluster.nodes.get(&ObjectKey::cluster(&name)) {
-                    cluster.nodes.put(Node {
+                if let Some(node) = cluster.fleet.nodes.get(&ObjectKey::cluster(&name)) {
+                    cluster.fleet.nodes.put(Node {
                         unschedulable: true,
                         ..(*node).clone()
                     });

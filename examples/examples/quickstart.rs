@@ -7,7 +7,6 @@
 //! caches do not end equal to the source.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -17,9 +16,15 @@ use cache_core::controller::{Action, Context, Controller};
 use cache_core::informer::SharedIndexInformer;
 use cache_core::source::memory::{MemorySource, MemorySourceOptions, Versioned};
 use cache_core::source::{ListOptions, ListerWatcher, ObjectList, SourceError, WatchStream};
-use cache_core::{Indexed, Object, ObjectKey, ResourceVersion};
+use cache_core::{Object, ObjectKey};
 use futures::future::BoxFuture;
+use shared::{
+    Fleet, NoCapacity, Node, NodeIndexes as _, Phase, Pod, PodIndexes as _, Step, node_name,
+};
 use tokio_util::sync::CancellationToken;
+
+#[path = "shared/mod.rs"]
+mod shared;
 
 const PODS: usize = 10_000;
 const NODES: usize = 100;
@@ -32,64 +37,6 @@ const CHURN_PER_SECOND: u64 = 5_000;
 const CORDON_EVERY: Duration = Duration::from_secs(2);
 /// The simulated network's round trip, paid by every list page (500 objects).
 const ROUND_TRIP: Duration = Duration::from_millis(50);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Phase {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-}
-
-/// A pod, as a controller keeps it: only the fields it needs, each index declared where the
-/// field is. The derive writes the key (`namespace/name`), the indexes, and typed queries:
-/// `by_node`, `by_namespace`, `by_phase`, `by_owner`.
-#[derive(Clone, Debug, Indexed)]
-struct Pod {
-    #[key(namespace)]
-    #[index]
-    namespace: String,
-    #[key(name)]
-    name: String,
-    /// `None` while unscheduled.
-    #[index]
-    node: Option<String>,
-    #[index]
-    phase: Phase,
-    /// The ReplicaSet that owns it.
-    #[index]
-    owner: String,
-    restarts: u32,
-    #[resource_version]
-    rv: Option<ResourceVersion>,
-}
-
-impl Versioned for Pod {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
-
-/// A node: cluster-scoped, indexed by zone.
-#[derive(Clone, Debug, Indexed)]
-struct Node {
-    #[key(name)]
-    name: String,
-    #[index]
-    zone: String,
-    /// Cordoned: no new pods, and the drain controller evicts the ones it has.
-    unschedulable: bool,
-    /// Set by the drain controller once the node is empty.
-    drained: bool,
-    #[resource_version]
-    rv: Option<ResourceVersion>,
-}
-
-impl Versioned for Node {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
 
 /// A small, seeded random number generator (SplitMix64): the same run every time.
 struct Rng(u64);
@@ -134,10 +81,6 @@ impl<T: Object, L: ListerWatcher<T>> ListerWatcher<T> for Network<L> {
     }
 }
 
-fn node_name(i: usize) -> String {
-    format!("node-{i:03}")
-}
-
 fn owner_name(i: usize) -> String {
     const APPS: [&str; 10] = [
         "api", "web", "auth", "billing", "search", "cart", "mail", "feed", "media", "queue",
@@ -151,14 +94,8 @@ fn owner_name(i: usize) -> String {
 
 /// Fills the simulated cluster: nodes spread over the zones, pods spread over the nodes.
 fn fill(pods: &MemorySource<Pod>, nodes: &MemorySource<Node>, rng: &mut Rng) {
-    for i in 0..NODES {
-        nodes.put(Node {
-            name: node_name(i),
-            zone: ZONES[i % ZONES.len()].to_owned(),
-            unschedulable: false,
-            drained: false,
-            rv: None,
-        });
+    for node in shared::nodes(NODES, &ZONES) {
+        nodes.put(node);
     }
     for i in 0..PODS {
         let owner = i % OWNERS;
@@ -183,9 +120,7 @@ fn fill(pods: &MemorySource<Pod>, nodes: &MemorySource<Node>, rng: &mut Rng) {
 /// What the drain controller shares with its reconciles: the "API server" to write to, and
 /// what it did.
 struct Cluster {
-    pods: MemorySource<Pod>,
-    nodes: MemorySource<Node>,
-    next_pod: AtomicU64,
+    fleet: Fleet,
     evicted: AtomicU64,
     drained: AtomicU64,
     started: Instant,
@@ -195,93 +130,37 @@ impl Cluster {
     fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
-
-    /// A new pod for `owner` on `node`, as its ReplicaSet would create it.
-    fn replacement(&self, old: &Pod, node: &str) -> Pod {
-        let n = self.next_pod.fetch_add(1, Ordering::Relaxed);
-        Pod {
-            name: format!("{}-r{n:05}", old.owner),
-            node: Some(node.to_owned()),
-            phase: Phase::Pending,
-            restarts: 0,
-            rv: None,
-            ..old.clone()
-        }
-    }
-}
-
-/// Why a drain cannot go on: retried with backoff by the controller.
-#[derive(Debug)]
-enum DrainError {
-    NoCapacity { zone: String },
-}
-
-impl fmt::Display for DrainError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DrainError::NoCapacity { zone } => write!(f, "no schedulable node left in {zone}"),
-        }
-    }
 }
 
 /// The drain controller's reconcile: a cordoned node's pods are evicted and replaced on the
 /// other nodes of its zone; once it is empty, it is marked drained.
-async fn drain(node: Arc<Node>, ctx: Context<Node, Cluster>) -> Result<Action, DrainError> {
-    if !node.unschedulable {
-        return Ok(Action::await_change());
-    }
+async fn drain(node: Arc<Node>, ctx: Context<Node, Cluster>) -> Result<Action, NoCapacity> {
     let pods = ctx.cache_of::<Pod>().expect("the controller watches pods");
-    let victims = pods.by_node(&node.name);
-    if victims.is_empty() {
-        // The cache may not show our own earlier write yet: the source is the truth. (Two
-        // reconciles of one node never run at once, so this check does not race.)
-        let current = ctx.nodes.get(&node.key());
-        if current.is_some_and(|n| n.unschedulable && !n.drained) {
-            ctx.nodes.put(Node {
-                drained: true,
-                ..(*node).clone()
-            });
+    match shared::drain_step(&node, &pods, ctx.cache(), &ctx.fleet)? {
+        Step::Idle => Ok(Action::await_change()),
+        Step::Drained => {
             ctx.drained.fetch_add(1, Ordering::Relaxed);
             println!(
                 "[{:>5.1}s] {} is empty: ready for maintenance",
                 ctx.elapsed(),
                 node.name
             );
+            Ok(Action::await_change())
         }
-        return Ok(Action::await_change());
-    }
-    let targets: Vec<_> = ctx
-        .cache()
-        .by_zone(&node.zone)
-        .into_iter()
-        .filter(|n| !n.unschedulable)
-        .collect();
-    if targets.is_empty() {
-        return Err(DrainError::NoCapacity {
-            zone: node.zone.clone(),
-        });
-    }
-    let mut evicted = 0;
-    for (i, pod) in victims.iter().enumerate() {
-        // The delete is the eviction; a pod evicted by an earlier pass is gone already.
-        if ctx.pods.delete(&pod.key()).is_some() {
-            ctx.pods
-                .put(ctx.replacement(pod, &targets[i % targets.len()].name));
-            evicted += 1;
+        Step::Evicted { pods, onto } => {
+            if pods > 0 {
+                ctx.evicted.fetch_add(pods, Ordering::Relaxed);
+                println!(
+                    "[{:>5.1}s] drain {} ({}): evicted {pods} pods onto {onto} nodes",
+                    ctx.elapsed(),
+                    node.name,
+                    node.zone,
+                );
+            }
+            // The deletes will reach the cache and trigger this node again; check back anyway.
+            Ok(Action::requeue(Duration::from_secs(1)))
         }
     }
-    if evicted > 0 {
-        ctx.evicted.fetch_add(evicted, Ordering::Relaxed);
-        println!(
-            "[{:>5.1}s] drain {} ({}): evicted {evicted} pods onto {} nodes",
-            ctx.elapsed(),
-            node.name,
-            node.zone,
-            targets.len()
-        );
-    }
-    // The deletes will reach the cache and trigger this node again; check back anyway.
-    Ok(Action::requeue(Duration::from_secs(1)))
 }
 
 /// The cluster's own life: pods change status, finish and get replaced, at a steady rate;
@@ -320,7 +199,7 @@ async fn churn(
                 if let Some(node) = candidates.get(rng.below(candidates.len()))
                     && pods_src.delete(&key).is_some()
                 {
-                    pods_src.put(cluster.replacement(pod, &node.name));
+                    pods_src.put(cluster.fleet.replacement(pod, &node.name));
                     writes += 2;
                 }
             } else {
@@ -524,9 +403,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 4. The drain controller: reconciles nodes; a pod's change reconciles its node when that
     //    node is cordoned (a secondary watch, mapped through the nodes cache).
     let cluster = Arc::new(Cluster {
-        pods: pods_src.clone(),
-        nodes: nodes_src.clone(),
-        next_pod: AtomicU64::new(0),
+        fleet: Fleet::new(pods_src.clone(), nodes_src.clone()),
         evicted: AtomicU64::new(0),
         drained: AtomicU64::new(0),
         started,
@@ -536,10 +413,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .name("drain")
         .concurrency(8)
         .watches(&pods, move |pod: &Pod| {
-            pod.node
-                .as_deref()
-                .map(ObjectKey::cluster)
-                .filter(|node| node_cache.get_by_key(node).is_some_and(|n| n.unschedulable))
+            shared::cordoned_node(&node_cache, pod)
         })?;
     let handle = controller.handle();
     let stop_controller = CancellationToken::new();

@@ -16,13 +16,13 @@
 
 #[path = "../../cache-kube/tests/apiserver/mod.rs"]
 mod apiserver;
+mod heap;
 
-use std::alloc::System;
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+
+use std::time::Instant;
 
 use apiserver::KubeApiServer;
 use cache_core::{Cache, ObjectKey};
@@ -35,48 +35,6 @@ use kube_bench::{
     NAMESPACES, NODE, NODES, Running, name_of, node_of, pod_json, sync_kube_runtime,
     sync_ours_slim, sync_ours_whole, template_pod,
 };
-use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
-
-// A counting allocator from a crate, so this benchmark has no unsafe code of its own.
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-/// Heap bytes the process holds now.
-fn current() -> usize {
-    let s = GLOBAL.stats();
-    let held = s.bytes_allocated as isize - s.bytes_deallocated as isize + s.bytes_reallocated;
-    usize::try_from(held).unwrap_or(0)
-}
-
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-static SAMPLING: AtomicBool = AtomicBool::new(false);
-
-fn sample_peak() -> std::thread::JoinHandle<()> {
-    SAMPLING.store(true, Ordering::SeqCst);
-    std::thread::spawn(|| {
-        while SAMPLING.load(Ordering::SeqCst) {
-            PEAK.fetch_max(current(), Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    })
-}
-
-fn mib(b: usize) -> f64 {
-    b as f64 / (1 << 20) as f64
-}
-
-/// Waits until the heap stops shrinking.
-async fn settle() {
-    let mut last = current();
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = current();
-        if last.abs_diff(now) < 1 << 20 {
-            return;
-        }
-        last = now;
-    }
-}
 
 fn pod_count() -> usize {
     std::env::var("KUBE_APISERVER_PODS")
@@ -192,18 +150,13 @@ async fn measure<S: Side, F>(
 ) where
     F: Future<Output = (S, Running)>,
 {
-    settle().await;
-    let base = current();
-    PEAK.store(base, Ordering::Relaxed);
-    let sampler = sample_peak();
-    let start = Instant::now();
-    let (side, running) = sync(client.clone()).await;
-    let took = start.elapsed();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    SAMPLING.store(false, Ordering::SeqCst);
-    let _ = sampler.join();
-    let held = current().saturating_sub(base);
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    let heap::Synced {
+        store: side,
+        running,
+        took,
+        held,
+        peak,
+    } = heap::measure_sync(100, sync(client.clone())).await;
     assert_eq!(side.len(), n, "{name} synced every pod");
 
     // Gets: every 7th pod, in a loop of at least 200,000 gets.
@@ -242,9 +195,9 @@ async fn measure<S: Side, F>(
     println!(
         "| {name} | {n} | {:.2} s | {:.1} MiB | {:.0} B | {:.1} MiB | {get_ns:.0} ns | {by_node_us:.1} µs |",
         took.as_secs_f64(),
-        mib(held),
+        heap::mib(held),
         held as f64 / n as f64,
-        mib(peak),
+        heap::mib(peak),
     );
     running.stop().await;
     drop(side);

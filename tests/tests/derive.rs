@@ -683,3 +683,58 @@ mod model {
         }
     }
 }
+
+/// A tuple-valued index, as `#[derive(Indexed)]` writes it.
+#[derive(Debug, Indexed)]
+struct Binding {
+    #[key]
+    name: String,
+    /// (kind, name) of what it binds to.
+    #[index]
+    target: (String, String),
+}
+
+#[test]
+fn a_tuple_index_is_queried_with_borrowed_parts_on_every_reader() {
+    let cache = Arc::new(Cache::<Binding>::new());
+    for (name, kind, target) in [
+        ("b1", "Role", "admin"),
+        ("b2", "Role", "view"),
+        ("b3", "Role", "admin"),
+    ] {
+        cache
+            .add(Arc::new(Binding {
+                name: name.into(),
+                target: (kind.into(), target.into()),
+            }))
+            .unwrap();
+    }
+    let reader = cache.reader();
+    let snap = reader.snapshot();
+    let names = |v: Vec<Arc<Binding>>| {
+        let mut names: Vec<String> = v.iter().map(|b| b.name.clone()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(cache.by_target(("Role", "admin"))), ["b1", "b3"]);
+    assert_eq!(names(reader.by_target(("Role", "view"))), ["b2"]);
+    assert_eq!(names(snap.by_target(("Role", "admin"))), ["b1", "b3"]);
+    let owned = ("Role".to_owned(), "view".to_owned());
+    assert_eq!(names(snap.by_target(&owned)), ["b2"]);
+    assert_eq!(
+        names(snap.by(Binding::TARGET, ("Role", "admin"))),
+        ["b1", "b3"]
+    );
+    assert!(snap.by_target(("ClusterRole", "admin")).is_empty());
+    // Bucket iteration with the keys.
+    let mut keyed: Vec<&str> = snap
+        .by_iter(Binding::TARGET, ("Role", "admin"))
+        .with_keys()
+        .map(|(key, b)| {
+            assert_eq!(key, &b.name);
+            key.as_str()
+        })
+        .collect();
+    keyed.sort_unstable();
+    assert_eq!(keyed, ["b1", "b3"]);
+}

@@ -1,9 +1,14 @@
 //! The embedded-source workload of the reflector and informer benchmarks: 100k pods of about
 //! 500 bytes, keyed `ns/name`, with a `namespace` and a `node` index, in a `MemorySource`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cache_core::informer::{EventHandler, QueueKind, SharedIndexInformer};
 use cache_core::source::memory::{MemorySource, MemorySourceOptions, Versioned};
-use cache_core::{Index, Indexer, Indexers, Object, ObjectKey, ResourceVersion};
+use cache_core::{DeletedObject, Index, Indexer, Indexers, Object, ObjectKey, ResourceVersion};
 use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
 
 /// How many objects the source holds.
 pub const OBJECTS: usize = 100_000;
@@ -78,4 +83,50 @@ pub fn runtime() -> Runtime {
         .enable_all()
         .build()
         .expect("a runtime")
+}
+
+/// The one no-op handler of the informer cases: it counts what it is told.
+#[derive(Clone, Default)]
+pub struct Count(Arc<AtomicU64>);
+
+impl Count {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl EventHandler<Pod> for Count {
+    fn on_add(&self, _: Arc<Pod>, _: bool) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+    fn on_update(&self, _: Arc<Pod>, _: Arc<Pod>) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+    fn on_delete(&self, _: DeletedObject<Pod>) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// One initial sync of `source` (holding `OBJECTS` pods) through an informer on `queue`, with
+/// both indexes and one [`Count`] handler; the informer, stopped, for the caller to drop.
+pub async fn initial_sync(
+    source: &MemorySource<Pod>,
+    queue: QueueKind,
+) -> SharedIndexInformer<Pod> {
+    let informer = SharedIndexInformer::builder_with_indexers(source.clone(), two_indexes())
+        .queue(queue)
+        .build();
+    let count = Count::default();
+    let registration = informer.add_event_handler(count.clone()).unwrap();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn({
+        let (informer, stop) = (informer.clone(), stop.clone());
+        async move { informer.run(stop).await }
+    });
+    assert!(registration.wait_for_sync().await);
+    assert_eq!(count.get(), OBJECTS as u64);
+    assert_eq!(informer.cache().len(), OBJECTS);
+    stop.cancel();
+    run.await.expect("the informer stops");
+    informer
 }

@@ -72,12 +72,12 @@ pub const NODE: Index<Obj, String> = Index::new("node");
 pub fn indexers() -> Indexers<Obj> {
     Indexers::new()
         .with(Indexer::from_fn(
-            NAMESPACE.name(),
+            NAMESPACE,
             false,
             |o: &Obj, out: &mut Vec<String>| out.push(o.namespace.clone()),
         ))
         .with(Indexer::from_fn(
-            NODE.name(),
+            NODE,
             false,
             |o: &Obj, out: &mut Vec<String>| out.push(o.node.clone()),
         ))

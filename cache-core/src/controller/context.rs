@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::leader::Leadership;
 use crate::object::Object;
-use crate::store::Cache;
+use crate::store::CacheReader;
 use crate::workqueue::WorkQueue;
 
 /// The caches a controller knows by type: its primary cache and those of its secondary watches.
@@ -19,22 +19,24 @@ pub(crate) struct CacheMap {
 
 impl CacheMap {
     /// Registers `cache` under its type, unless a cache of that type is registered already.
-    pub(crate) fn insert<U: Object>(&mut self, cache: Arc<Cache<U>>) {
-        self.caches.entry(TypeId::of::<U>()).or_insert(cache);
+    pub(crate) fn insert<U: Object>(&mut self, cache: CacheReader<U>) {
+        self.caches
+            .entry(TypeId::of::<U>())
+            .or_insert_with(|| Arc::new(cache));
     }
 
-    pub(crate) fn get<U: Object>(&self) -> Option<Arc<Cache<U>>> {
+    pub(crate) fn get<U: Object>(&self) -> Option<CacheReader<U>> {
         self.caches
             .get(&TypeId::of::<U>())
+            .and_then(|cache| cache.downcast_ref::<CacheReader<U>>())
             .cloned()
-            .and_then(|cache| cache.downcast::<Cache<U>>().ok())
     }
 }
 
 /// What the controller shares with every reconcile.
 pub(crate) struct Shared<T: Object> {
     pub(crate) name: Arc<str>,
-    pub(crate) cache: Arc<Cache<T>>,
+    pub(crate) cache: CacheReader<T>,
     pub(crate) caches: CacheMap,
     pub(crate) queue: WorkQueue<T::Key>,
 }
@@ -135,15 +137,15 @@ impl<T: Object, D> Context<T, D> {
         &self.shared.name
     }
 
-    /// The primary cache: the objects this controller reconciles.
-    pub fn cache(&self) -> &Arc<Cache<T>> {
+    /// The primary cache, read-only: the objects this controller reconciles.
+    pub fn cache(&self) -> &CacheReader<T> {
         &self.shared.cache
     }
 
     /// The cache of objects of type `U` that the controller knows: its primary cache when `U`
     /// is `T`, or the cache of a secondary watch of `U` (the first one, if it has several).
-    /// `None` if it knows no cache of that type.
-    pub fn cache_of<U: Object>(&self) -> Option<Arc<Cache<U>>> {
+    /// `None` if it knows no cache of that type. The handle is read-only.
+    pub fn cache_of<U: Object>(&self) -> Option<CacheReader<U>> {
         self.shared.caches.get::<U>()
     }
 

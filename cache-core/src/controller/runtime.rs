@@ -25,7 +25,7 @@ use super::telemetry::{ReconcileMetrics, StoreMetrics};
 use crate::leader::{ElectionState, LeaderElector, LeaderHandle, Leadership};
 use crate::object::Object;
 use crate::reflector::{Reflector, ReflectorStats};
-use crate::store::Cache;
+use crate::store::CacheReader;
 use crate::workqueue::{FacadeMetrics, RateLimiter, WorkQueue};
 use crate::{panic_message, short_type_name};
 
@@ -206,7 +206,7 @@ pub(crate) struct ObservedStore {
 /// objects, of other objects mapped to primary keys, requeues), and runs a reconcile function
 /// on the current object of each key, read from the primary cache.
 ///
-/// Built from its parts, it needs no informer: a primary [`Cache`], readiness futures (the
+/// Built from its parts, it needs no informer: a primary [`Cache`](crate::Cache), readiness futures (the
 /// caches' syncs), and trigger streams. Its guarantees:
 ///
 /// - **Startup.** It waits for every readiness future ([`wait_for`](Self::wait_for),
@@ -282,7 +282,7 @@ pub(crate) struct ObservedStore {
 /// ```
 pub struct Controller<T: Object> {
     name: String,
-    cache: Arc<Cache<T>>,
+    cache: CacheReader<T>,
     ready: Vec<BoxFuture<'static, ()>>,
     triggers: Vec<BoxStream<'static, Trigger<T::Key>>>,
     /// The stores whose metrics are reported; the primary cache first.
@@ -316,7 +316,10 @@ impl<T: Object> Controller<T> {
     /// the readiness of the cache ([`reflector`](Self::reflector) or
     /// [`wait_for`](Self::wait_for)) and the sources of changes ([`trigger`](Self::trigger),
     /// [`watches_stream`](Self::watches_stream)).
-    pub fn for_cache(cache: Arc<Cache<T>>) -> Self {
+    /// It reads `cache` (a [`CacheReader`], or the `Arc<Cache>` it reads) and never writes to
+    /// it.
+    pub fn for_cache(cache: impl Into<CacheReader<T>>) -> Self {
+        let cache = cache.into();
         let mut caches = CacheMap::default();
         caches.insert(cache.clone());
         let probe_cache = cache.clone();
@@ -441,8 +444,8 @@ impl<T: Object> Controller<T> {
     /// Makes `cache` available to reconciles as [`Context::cache_of::<U>`](Context::cache_of)
     /// (unless a cache of `U` is known already).
     #[must_use]
-    pub fn with_cache<U: Object>(mut self, cache: Arc<Cache<U>>) -> Self {
-        self.caches.insert(cache);
+    pub fn with_cache<U: Object>(mut self, cache: impl Into<CacheReader<U>>) -> Self {
+        self.caches.insert(cache.into());
         self
     }
 

@@ -141,7 +141,7 @@ impl<T: Object> Held for SharedIndexInformer<T> {
 /// // Two controllers ask for pods from the same source: they get one informer.
 /// let for_scheduler = factory.informer::<Pod, _>("memory", &InformerOptions::new(), || source.clone());
 /// let for_autoscaler = factory.informer::<Pod, _>("memory", &InformerOptions::new(), || source.clone());
-/// assert!(std::sync::Arc::ptr_eq(for_scheduler.cache(), for_autoscaler.cache()));
+/// assert!(for_scheduler.cache().same_cache(for_autoscaler.cache()));
 ///
 /// factory.start();
 /// assert!(factory.wait_for_sync().await);

@@ -175,7 +175,7 @@ use crate::object::{Object, ObjectKey, ResourceVersion};
 use crate::reflector::{Reflector, ReflectorError, ReflectorOptions, ReflectorStats};
 use crate::short_type_name;
 use crate::source::ListerWatcher;
-use crate::store::{Cache, StoreError};
+use crate::store::{Cache, CacheReader, StoreError};
 
 /// The most deltas applied to the cache in one batch (client-go's batch size).
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
@@ -254,6 +254,8 @@ impl<T: Object> fmt::Debug for SharedIndexInformer<T> {
 struct Inner<T: Object> {
     source: Arc<dyn ListerWatcher<T>>,
     processor: Arc<Processor<T>>,
+    /// The read-only handle to the processor's cache, handed out by `cache()`.
+    reader: CacheReader<T>,
     queue: QueueKind,
     transformer: Option<Transformer<T>>,
     on_error: Option<Arc<ErrorHandler>>,
@@ -371,6 +373,7 @@ impl<T: Object> SharedIndexInformerBuilder<T> {
         SharedIndexInformer {
             inner: Arc::new(Inner {
                 source: self.source,
+                reader: cache.reader(),
                 processor: Arc::new(Processor::new(self.name, cache, self.resync)),
                 queue: self.queue,
                 transformer: self.transformer,
@@ -511,10 +514,10 @@ impl<T: Object> SharedIndexInformer<T> {
             .map_err(InformerError::Indexers)
     }
 
-    /// The informer's cache. Read it freely; leave the writing to the informer, or the
-    /// handlers' picture and the cache's will differ.
-    pub fn cache(&self) -> &Arc<Cache<T>> {
-        &self.inner.processor.cache
+    /// A read-only handle to the informer's cache: only the informer writes to it, so the
+    /// handlers' picture and the cache's agree.
+    pub fn cache(&self) -> &CacheReader<T> {
+        &self.inner.reader
     }
 
     /// Whether [`run`](Self::run) has been called (still true after the stop).

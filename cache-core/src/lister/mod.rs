@@ -1,4 +1,4 @@
-//! Listers: typed reads of a [`Cache`] by label selector and by namespace (client-go's
+//! Listers: typed reads of a [`Cache`](crate::Cache) by label selector and by namespace (client-go's
 //! `GenericLister` and `ListAll` / `ListAllByNamespace`).
 //!
 //! A [`Lister`] reads Kubernetes-style objects (keyed by [`ObjectKey`], exposing their
@@ -44,7 +44,6 @@ mod selector;
 
 use std::borrow::Borrow;
 use std::fmt;
-use std::hash::Hash;
 use std::sync::Arc;
 
 pub use selector::{
@@ -52,9 +51,9 @@ pub use selector::{
     SelectorParseError,
 };
 
-use crate::index::{Index, IndexQuery, IndexValue, Indexer};
+use crate::index::{Index, IndexQuery, IndexValue, Indexer, Lookup};
 use crate::object::{Object, ObjectKey};
-use crate::store::{Cache, Snapshot};
+use crate::store::{CacheReader, Snapshot};
 
 /// The name of the index that [`Lister::by_namespace`] uses when a cache has it (client-go's
 /// `NamespaceIndex`). It must be `String`-valued and give each object its namespace, as
@@ -72,10 +71,10 @@ where
     })
 }
 
-/// Lists and gets the objects of a [`Cache`], filtered by [`LabelSelector`] (client-go's
+/// Lists and gets the objects of a [`Cache`](crate::Cache), filtered by [`LabelSelector`] (client-go's
 /// `GenericLister`). Cheap to clone: it shares the cache. See the [module docs](self).
 pub struct Lister<T: Object> {
-    cache: Arc<Cache<T>>,
+    cache: CacheReader<T>,
 }
 
 impl<T: Object> Clone for Lister<T> {
@@ -98,13 +97,15 @@ impl<T> Lister<T>
 where
     T: Object<Key = ObjectKey> + Labels,
 {
-    /// A lister over `cache`.
-    pub fn new(cache: Arc<Cache<T>>) -> Self {
-        Self { cache }
+    /// A lister over `cache`: a [`CacheReader`], or the `Arc<Cache>` it reads.
+    pub fn new(cache: impl Into<CacheReader<T>>) -> Self {
+        Self {
+            cache: cache.into(),
+        }
     }
 
     /// The cache it reads.
-    pub fn cache(&self) -> &Arc<Cache<T>> {
+    pub fn cache(&self) -> &CacheReader<T> {
         &self.cache
     }
 
@@ -140,18 +141,18 @@ where
 /// The typed index queries on the lister's cache, so that the query methods of
 /// `#[derive(Indexed)]` (`by_node`, ...) work on a lister too. Each answers from one snapshot.
 impl<T: Object> IndexQuery<T> for Lister<T> {
-    fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    fn by<V, L>(&self, index: Index<T, V>, value: L) -> Vec<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         self.cache.by(index, value)
     }
 
-    fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    fn by_unique<V, L>(&self, index: Index<T, V>, value: L) -> Option<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         self.cache.by_unique(index, value)
     }
@@ -164,7 +165,7 @@ impl<T: Object> IndexQuery<T> for Lister<T> {
 /// Lists and gets the objects of one namespace (client-go's `GenericNamespaceLister`), from
 /// [`Lister::by_namespace`].
 pub struct NamespaceLister<T: Object> {
-    cache: Arc<Cache<T>>,
+    cache: CacheReader<T>,
     namespace: Arc<str>,
 }
 

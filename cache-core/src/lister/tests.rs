@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::index::Indexers;
+use crate::store::Cache;
 
 #[derive(Debug)]
 struct Pod {

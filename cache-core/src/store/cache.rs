@@ -1,14 +1,13 @@
 use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::fmt;
-use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
 use super::{Change, Store, StoreError, TransactionError};
 use crate::engine::{self, Bucket, Conflict, ErasedTable, Table, Version};
-use crate::index::{Hasher, Index, IndexQuery, IndexValue, Indexed, Indexer, Indexers};
+use crate::index::{Hasher, Index, IndexQuery, IndexValue, Indexed, Indexer, Indexers, Lookup};
 use crate::object::{Object, ResourceVersion};
 
 /// How many replaced snapshots the writer keeps before dropping them itself. A reader that loads
@@ -391,19 +390,19 @@ impl<T: Object> Cache<T> {
     }
 
     /// Typed index query on the current snapshot: see [`Snapshot::by`].
-    pub fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    pub fn by<V, L>(&self, index: Index<T, V>, value: L) -> Vec<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         self.current.load().by(index, value)
     }
 
     /// Unique-index lookup on the current snapshot: see [`Snapshot::by_unique`].
-    pub fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    pub fn by_unique<V, L>(&self, index: Index<T, V>, value: L) -> Option<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         self.current.load().by_unique(index, value)
     }
@@ -604,13 +603,13 @@ impl<T: Object> Snapshot<T> {
     }
 
     /// The bucket of `value` in `index`.
-    fn bucket<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Bucket>
+    fn bucket<V, L>(&self, index: Index<T, V>, value: L) -> Option<Bucket>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         let (i, table) = self.typed::<V>(index.name())?;
-        table.bucket(&self.version, i, value)
+        table.bucket(&self.version, i, value.borrowed())
     }
 
     /// The objects of a bucket, in a new vector.
@@ -673,19 +672,19 @@ impl<T: Object> Snapshot<T> {
 
     /// The objects whose index `index` holds `value`, in no particular order. A `String` index
     /// accepts `&str`. An index that is not installed reads as empty.
-    pub fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    pub fn by<V, L>(&self, index: Index<T, V>, value: L) -> Vec<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         self.collect(self.bucket(index, value))
     }
 
     /// Like [`by`](Self::by), without collecting: the objects are borrowed from the snapshot.
-    pub fn by_iter<V, Q>(&self, index: Index<T, V>, value: &Q) -> ByIter<'_, T>
+    pub fn by_iter<V, L>(&self, index: Index<T, V>, value: L) -> ByIter<'_, T>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         ByIter {
             inner: self.bucket(index, value).map(|b| self.version.ids(b.root)),
@@ -693,30 +692,30 @@ impl<T: Object> Snapshot<T> {
     }
 
     /// How many objects hold `value` in `index`.
-    pub fn count_by<V, Q>(&self, index: Index<T, V>, value: &Q) -> usize
+    pub fn count_by<V, L>(&self, index: Index<T, V>, value: L) -> usize
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         self.bucket(index, value).map_or(0, |b| b.len as usize)
     }
 
     /// The object holding `value` in a unique index (any one of them, for an index that is not
     /// unique).
-    pub fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    pub fn by_unique<V, L>(&self, index: Index<T, V>, value: L) -> Option<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         let b = self.bucket(index, value)?;
         self.version.ids(b.root).next().map(|e| e.obj.clone())
     }
 
     /// The keys of the objects whose index `index` holds `value`, in no particular order.
-    pub fn keys_by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<T::Key>
+    pub fn keys_by<V, L>(&self, index: Index<T, V>, value: L) -> Vec<T::Key>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         self.bucket(index, value)
             .map(|b| self.version.ids(b.root).map(|e| e.key.clone()).collect())
@@ -871,18 +870,18 @@ impl<T: Object> Snapshot<T> {
 }
 
 impl<T: Object> IndexQuery<T> for Snapshot<T> {
-    fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    fn by<V, L>(&self, index: Index<T, V>, value: L) -> Vec<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         Snapshot::by(self, index, value)
     }
 
-    fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    fn by_unique<V, L>(&self, index: Index<T, V>, value: L) -> Option<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         Snapshot::by_unique(self, index, value)
     }
@@ -893,18 +892,18 @@ impl<T: Object> IndexQuery<T> for Snapshot<T> {
 }
 
 impl<T: Object> IndexQuery<T> for Cache<T> {
-    fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    fn by<V, L>(&self, index: Index<T, V>, value: L) -> Vec<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         Cache::by(self, index, value)
     }
 
-    fn by_unique<V, Q>(&self, index: Index<T, V>, value: &Q) -> Option<Arc<T>>
+    fn by_unique<V, L>(&self, index: Index<T, V>, value: L) -> Option<Arc<T>>
     where
-        V: IndexValue + Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
         Cache::by_unique(self, index, value)
     }
@@ -924,5 +923,46 @@ impl<'a, T: Object> Iterator for ByIter<'a, T> {
     type Item = &'a Arc<T>;
     fn next(&mut self) -> Option<&'a Arc<T>> {
         self.inner.as_mut()?.next().map(|e| &e.obj)
+    }
+}
+
+impl<'a, T: Object> ByIter<'a, T> {
+    /// The same objects, each with its key.
+    ///
+    /// ```
+    /// use cache_core::{Cache, Indexed, ObjectKey};
+    ///
+    /// #[derive(Debug, Indexed)]
+    /// struct Pod {
+    ///     #[key(namespace)] ns: String,
+    ///     #[key(name)] name: String,
+    ///     #[index] node: String,
+    /// }
+    ///
+    /// let cache = Cache::<Pod>::new();
+    /// cache.add(Pod { ns: "a".into(), name: "web".into(), node: "n1".into() }.into()).unwrap();
+    /// let snap = cache.snapshot();
+    /// let on_n1: Vec<(&ObjectKey, &str)> = snap
+    ///     .by_iter(Pod::NODE, "n1")
+    ///     .with_keys()
+    ///     .map(|(key, pod)| (key, pod.name.as_str()))
+    ///     .collect();
+    /// assert_eq!(on_n1, [(&ObjectKey::new("a", "web"), "web")]);
+    /// ```
+    pub fn with_keys(self) -> ByEntries<'a, T> {
+        ByEntries { inner: self }
+    }
+}
+
+/// The objects under one index value with their keys, borrowed from a [`Snapshot`]; see
+/// [`ByIter::with_keys`].
+pub struct ByEntries<'a, T: Object> {
+    inner: ByIter<'a, T>,
+}
+
+impl<'a, T: Object> Iterator for ByEntries<'a, T> {
+    type Item = (&'a T::Key, &'a Arc<T>);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner.inner.as_mut()?.next().map(|e| (&e.key, &e.obj))
     }
 }

@@ -2,6 +2,7 @@
 //! snapshot-published [`Cache`].
 
 mod cache;
+mod reader;
 mod undelta;
 
 mod expiration;
@@ -11,12 +12,13 @@ mod mutation_detector;
 use std::fmt;
 use std::sync::Arc;
 
-pub use cache::{ByIter, Cache, Snapshot};
+pub use cache::{ByEntries, ByIter, Cache, Snapshot};
 pub use expiration::{
     Clock, ExpirationCache, ExpirationPolicy, FakeClock, RealClock, TimestampedEntry, TtlPolicy,
 };
 pub use mutation::{MutationCache, MutationCacheOptions, UncomparableVersion};
 pub use mutation_detector::{MutatedObject, MutationDetector, MutationDetectorError};
+pub use reader::CacheReader;
 pub use undelta::UndeltaStore;
 
 use crate::object::{Object, ResourceVersion};

@@ -3,14 +3,13 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::expiration::{Clock, ExpirationCache, RealClock};
-use super::{Cache, Snapshot, Store, StoreError};
+use super::{Cache, CacheReader, Snapshot, Store, StoreError};
 use crate::fifo::DeletedObject;
-use crate::index::{Index, IndexValue};
+use crate::index::{Index, IndexValue, Lookup};
 use crate::object::{Object, ResourceVersion};
 
 /// How a [`MutationCache`] reads an object's uid.
@@ -220,7 +219,7 @@ enum Newer<T> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct MutationCache<T: Object> {
-    backing: Arc<Cache<T>>,
+    backing: CacheReader<T>,
     overlay: ExpirationCache<Mutated<T>>,
     include_adds: bool,
     uid: Option<UidFn<T>>,
@@ -239,7 +238,11 @@ impl<T: Object> fmt::Debug for MutationCache<T> {
 
 impl<T: Object> MutationCache<T> {
     /// Overlays written objects on `backing`, usually an informer's cache.
-    pub fn new(backing: Arc<Cache<T>>, options: MutationCacheOptions<T>) -> Self {
+    ///
+    /// It reads `backing` (a [`CacheReader`], or the `Arc<Cache>` it reads) and never writes
+    /// to it.
+    pub fn new(backing: impl Into<CacheReader<T>>, options: MutationCacheOptions<T>) -> Self {
+        let backing = backing.into();
         let overlay = ExpirationCache::with_ttl(options.ttl)
             .with_clock(options.clock)
             .with_max_len(options.max_len);
@@ -253,7 +256,7 @@ impl<T: Object> MutationCache<T> {
     }
 
     /// The informer's cache this overlays.
-    pub fn backing(&self) -> &Arc<Cache<T>> {
+    pub fn backing(&self) -> &CacheReader<T> {
         &self.backing
     }
 
@@ -407,11 +410,12 @@ impl<T: Object> MutationCache<T> {
 
     /// [`by_index`](Self::by_index) through a typed handle. An index that is not installed reads
     /// as empty.
-    pub fn by<V, Q>(&self, index: Index<T, V>, value: &Q) -> Vec<Arc<T>>
+    pub fn by<V, L>(&self, index: Index<T, V>, value: L) -> Vec<Arc<T>>
     where
-        V: IndexValue + std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        V: IndexValue + std::borrow::Borrow<L::Borrowed>,
+        L: Lookup<V>,
     {
+        let value = value.borrowed();
         self.query(|reader| Ok(reader.by(index, value)))
             .unwrap_or_default()
     }

@@ -504,3 +504,147 @@ fn bucket_iteration_yields_every_object_once_and_then_stays_done() {
         assert_eq!(snap.by(VAL, value.as_str()).len(), n);
     }
 }
+
+/// An object with several labels, for indexes whose values are borrowed from the object.
+#[derive(Debug)]
+struct Labelled {
+    id: String,
+    labels: Vec<(String, String)>,
+}
+
+impl Object for Labelled {
+    type Key = String;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
+const LABEL: Index<Labelled, (String, String)> = Index::new("label");
+const LABEL_KEY: Index<Labelled, String> = Index::new("label-key");
+
+fn label_pairs(o: &Labelled) -> impl Iterator<Item = (&String, &String)> {
+    o.labels.iter().map(|(k, v)| (k, v))
+}
+
+fn label_keys(o: &Labelled) -> impl Iterator<Item = &str> {
+    o.labels.iter().map(|(k, _)| k.as_str())
+}
+
+fn labelled(id: &str, labels: &[(&str, &str)]) -> Arc<Labelled> {
+    Arc::new(Labelled {
+        id: id.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    })
+}
+
+#[test]
+fn index_functions_that_borrow_from_the_object_index_every_value_and_follow_updates() {
+    let cache = Cache::with_indexers(
+        Indexers::new()
+            .with(Indexer::for_index(LABEL, label_pairs))
+            .with(Indexer::for_index(LABEL_KEY, label_keys)),
+    );
+    cache
+        .add(labelled("a", &[("app", "web"), ("tier", "front")]))
+        .unwrap();
+    cache.add(labelled("b", &[("app", "web")])).unwrap();
+    cache.add(labelled("c", &[("app", "db")])).unwrap();
+    let ids = |v: Vec<Arc<Labelled>>| {
+        let mut ids: Vec<String> = v.iter().map(|o| o.id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    // Queried with borrowed parts, or with an owned tuple.
+    assert_eq!(ids(cache.by(LABEL, ("app", "web"))), ["a", "b"]);
+    assert_eq!(
+        ids(cache.by(LABEL, &("tier".to_owned(), "front".to_owned()))),
+        ["a"]
+    );
+    assert_eq!(ids(cache.by(LABEL_KEY, "tier")), ["a"]);
+    assert!(cache.by(LABEL, ("app", "front")).is_empty());
+    // An update moves the object between values.
+    cache.update(labelled("a", &[("app", "db")])).unwrap();
+    assert_eq!(ids(cache.by(LABEL, ("app", "web"))), ["b"]);
+    assert_eq!(ids(cache.by(LABEL, ("app", "db"))), ["a", "c"]);
+    assert!(cache.by(LABEL_KEY, "tier").is_empty());
+    let snap = cache.snapshot();
+    assert_eq!(
+        snap.values(LABEL),
+        [
+            ("app".to_owned(), "db".to_owned()),
+            ("app".to_owned(), "web".to_owned())
+        ]
+    );
+    assert_eq!(snap.count_by(LABEL, ("app", "db")), 2);
+    assert_eq!(
+        snap.by_unique(LABEL, ("app", "web")).map(|o| o.id.clone()),
+        Some("b".into())
+    );
+    snap.verify_indexes().unwrap();
+}
+
+#[test]
+fn a_unique_index_from_a_borrowing_function_refuses_a_second_holder() {
+    fn first_label(o: &Labelled) -> Option<&String> {
+        o.labels.first().map(|(_, v)| v)
+    }
+    const FIRST: Index<Labelled, String> = Index::new("first");
+    let cache =
+        Cache::with_indexers(Indexers::new().with(Indexer::unique_for_index(FIRST, first_label)));
+    cache.add(labelled("a", &[("app", "web")])).unwrap();
+    let err = cache.add(labelled("b", &[("app", "web")])).unwrap_err();
+    assert!(matches!(err, StoreError::UniqueViolation { .. }), "{err:?}");
+    assert_eq!(
+        cache.by_unique(FIRST, "web").map(|o| o.id.clone()),
+        Some("a".into())
+    );
+}
+
+#[test]
+fn bucket_iteration_yields_each_object_with_its_key() {
+    let cache = Cache::with_indexers(Indexers::new().with(Indexer::for_index(LABEL, label_pairs)));
+    for id in ["x", "y", "z"] {
+        cache.add(labelled(id, &[("app", "web")])).unwrap();
+    }
+    cache.add(labelled("w", &[("app", "db")])).unwrap();
+    let snap = cache.snapshot();
+    let mut entries: Vec<(String, String)> = snap
+        .by_iter(LABEL, ("app", "web"))
+        .with_keys()
+        .map(|(key, obj)| (key.clone(), obj.id.clone()))
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [("x", "x"), ("y", "y"), ("z", "z")].map(|(k, v)| (k.to_owned(), v.to_owned()))
+    );
+    assert_eq!(snap.by_iter(LABEL, ("app", "none")).with_keys().count(), 0);
+}
+
+#[test]
+fn a_reader_sees_every_write_and_hands_out_snapshots() {
+    let cache = Arc::new(Cache::with_indexers(
+        Indexers::new().with(Indexer::for_index(VAL_INDEX, |o: &Obj| [o.val.clone()])),
+    ));
+    let reader = cache.reader();
+    let clone = reader.clone();
+    assert!(reader.is_empty());
+    cache.add(obj("a", "x")).unwrap();
+    assert_eq!(
+        reader.get_by_key(&ObjectKey::cluster("a")),
+        Some(obj("a", "x"))
+    );
+    assert_eq!(clone.by(VAL_INDEX, "x").len(), 1);
+    let before = reader.snapshot();
+    cache.replace(vec![obj("b", "y")], Some(7.into())).unwrap();
+    assert_eq!(before.len(), 1, "a snapshot does not change");
+    assert_eq!(reader.list_keys(), [ObjectKey::cluster("b")]);
+    assert_eq!(reader.resource_version(), Some(7.into()));
+    assert_eq!(reader.index_values("val").unwrap(), ["y"]);
+    assert!(reader.reads(&cache) && reader.same_cache(&clone));
+}
+
+const VAL_INDEX: Index<Obj, String> = Index::new("val");

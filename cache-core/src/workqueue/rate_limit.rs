@@ -67,6 +67,45 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The requeue count of each key, for the per-key limiters.
+struct Failures<K>(Mutex<HashMap<K, u32, Hasher>>);
+
+impl<K: Clone + Eq + Hash> Failures<K> {
+    /// Counts one more requeue of `key`; returns how many came before it.
+    fn bump(&self, key: &K) -> u32 {
+        let mut failures = lock(&self.0);
+        match failures.get_mut(key) {
+            Some(n) => {
+                let before = *n;
+                *n = n.saturating_add(1);
+                before
+            }
+            None => {
+                failures.insert(key.clone(), 1);
+                0
+            }
+        }
+    }
+
+    fn forget(&self, key: &K) {
+        lock(&self.0).remove(key);
+    }
+
+    fn get(&self, key: &K) -> u32 {
+        lock(&self.0).get(key).copied().unwrap_or(0)
+    }
+}
+
+impl<K> Failures<K> {
+    fn new() -> Self {
+        Self(Mutex::new(HashMap::with_hasher(Hasher::default())))
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.0).len()
+    }
+}
+
 /// Per-key exponential backoff (client-go's `ItemExponentialFailureRateLimiter`): the n-th
 /// requeue of a key waits `base * 2^(n-1)`, capped at `max`.
 ///
@@ -86,7 +125,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct ItemExponentialRateLimiter<K> {
     base: Duration,
     max: Duration,
-    failures: Mutex<HashMap<K, u32, Hasher>>,
+    failures: Failures<K>,
 }
 
 impl<K> ItemExponentialRateLimiter<K> {
@@ -95,7 +134,7 @@ impl<K> ItemExponentialRateLimiter<K> {
         Self {
             base,
             max,
-            failures: Mutex::new(HashMap::with_hasher(Hasher::default())),
+            failures: Failures::new(),
         }
     }
 
@@ -119,34 +158,22 @@ impl<K> fmt::Debug for ItemExponentialRateLimiter<K> {
         f.debug_struct("ItemExponentialRateLimiter")
             .field("base", &self.base)
             .field("max", &self.max)
-            .field("tracked", &lock(&self.failures).len())
+            .field("tracked", &self.failures.len())
             .finish()
     }
 }
 
 impl<K: Clone + Eq + Hash + Send + Sync> RateLimiter<K> for ItemExponentialRateLimiter<K> {
     fn when(&self, key: &K) -> Duration {
-        let mut failures = lock(&self.failures);
-        let count = match failures.get_mut(key) {
-            Some(n) => {
-                let before = *n;
-                *n = n.saturating_add(1);
-                before
-            }
-            None => {
-                failures.insert(key.clone(), 1);
-                0
-            }
-        };
-        self.delay(count)
+        self.delay(self.failures.bump(key))
     }
 
     fn forget(&self, key: &K) {
-        lock(&self.failures).remove(key);
+        self.failures.forget(key);
     }
 
     fn num_requeues(&self, key: &K) -> u32 {
-        lock(&self.failures).get(key).copied().unwrap_or(0)
+        self.failures.get(key)
     }
 }
 
@@ -380,7 +407,7 @@ pub struct ItemFastSlowRateLimiter<K> {
     fast: Duration,
     slow: Duration,
     max_fast_attempts: u32,
-    failures: Mutex<HashMap<K, u32, Hasher>>,
+    failures: Failures<K>,
 }
 
 impl<K> ItemFastSlowRateLimiter<K> {
@@ -390,7 +417,7 @@ impl<K> ItemFastSlowRateLimiter<K> {
             fast,
             slow,
             max_fast_attempts,
-            failures: Mutex::new(HashMap::with_hasher(Hasher::default())),
+            failures: Failures::new(),
         }
     }
 }
@@ -401,24 +428,14 @@ impl<K> fmt::Debug for ItemFastSlowRateLimiter<K> {
             .field("fast", &self.fast)
             .field("slow", &self.slow)
             .field("max_fast_attempts", &self.max_fast_attempts)
-            .field("tracked", &lock(&self.failures).len())
+            .field("tracked", &self.failures.len())
             .finish()
     }
 }
 
 impl<K: Clone + Eq + Hash + Send + Sync> RateLimiter<K> for ItemFastSlowRateLimiter<K> {
     fn when(&self, key: &K) -> Duration {
-        let mut failures = lock(&self.failures);
-        let attempt = match failures.get_mut(key) {
-            Some(n) => {
-                *n = n.saturating_add(1);
-                *n
-            }
-            None => {
-                failures.insert(key.clone(), 1);
-                1
-            }
-        };
+        let attempt = self.failures.bump(key).saturating_add(1);
         if attempt <= self.max_fast_attempts {
             self.fast
         } else {
@@ -427,11 +444,11 @@ impl<K: Clone + Eq + Hash + Send + Sync> RateLimiter<K> for ItemFastSlowRateLimi
     }
 
     fn forget(&self, key: &K) {
-        lock(&self.failures).remove(key);
+        self.failures.forget(key);
     }
 
     fn num_requeues(&self, key: &K) -> u32 {
-        lock(&self.failures).get(key).copied().unwrap_or(0)
+        self.failures.get(key)
     }
 }
 

@@ -17,10 +17,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::Indexer;
 use crate::fifo::DeletedObject;
 use crate::source::memory::MemorySource;
 use crate::test_support::{Item as Pod, item as pod, until};
+use crate::{Index, Indexer};
 
 /// A pod as a queue or cache holds it.
 fn stored(name: &str, value: u32, rv: u64) -> Arc<Pod> {
@@ -138,7 +138,7 @@ impl EventHandler<Pod> for Recorder {
 }
 
 /// The cache's content as `name@rv`, sorted.
-fn content(cache: &Cache<Pod>) -> Vec<String> {
+fn content(cache: &CacheReader<Pod>) -> Vec<String> {
     let mut v: Vec<String> = cache
         .list()
         .iter()

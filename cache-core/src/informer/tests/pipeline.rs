@@ -194,7 +194,7 @@ async fn the_watch_error_handler_receives_a_list_error() {
 /// and the cache's version at that moment.
 #[derive(Clone)]
 struct CacheWatcher {
-    cache: Arc<Cache<Pod>>,
+    cache: CacheReader<Pod>,
     lines: Recorder,
 }
 
@@ -431,7 +431,7 @@ async fn replaced_all_exact_sequence() {
 /// cache applied.
 #[tokio::test(start_paused = true)]
 async fn a_batch_notifies_only_what_the_cache_applied() {
-    let uid = Indexer::from_fn("uid", true, |p: &Pod, out: &mut Vec<String>| {
+    let uid = Indexer::from_fn(Index::new("uid"), true, |p: &Pod, out: &mut Vec<String>| {
         out.push(p.uid.clone());
     });
     let source = MemorySource::new();
@@ -562,7 +562,7 @@ async fn the_cache_version_follows_modify_and_delete() {
 #[tokio::test(start_paused = true)]
 async fn indexes_added_after_the_start_are_populated() {
     let by_value = |name: &'static str| {
-        Indexer::from_fn(name, false, |p: &Pod, out: &mut Vec<String>| {
+        Indexer::from_fn(Index::new(name), false, |p: &Pod, out: &mut Vec<String>| {
             out.push(format!("v{}", p.value % 2));
         })
     };
@@ -668,4 +668,31 @@ async fn repeated_keys_are_applied_one_by_one() {
     let keys: HashSet<String> = informer.cache().list_keys().into_iter().collect();
     assert!(keys.is_empty());
     informer.inner.processor.stop();
+}
+
+/// The informer hands out a read-only handle: it, a lister and a clone of it see every write
+/// the informer makes, as the informer makes it.
+#[tokio::test(start_paused = true)]
+async fn the_read_only_cache_handle_sees_the_informers_writes() {
+    let source = MemorySource::new();
+    source.put(pod("pod-1", 1));
+    let informer = informer(&source).build();
+    let reader = informer.cache().clone();
+    assert!(reader.is_empty());
+    let (cancel, task) = start(&informer);
+    assert!(informer.wait_for_sync().await);
+    assert_eq!(content(&reader), content(informer.cache()));
+    assert_eq!(reader.len(), 1);
+
+    let rv = source.put(pod("pod-2", 2));
+    until("the reader sees pod-2", || reader.len() == 2).await;
+    assert_eq!(reader.resource_version(), Some(rv));
+    assert_eq!(
+        reader.get_by_key(&"pod-2".to_owned()).map(|p| p.value),
+        Some(2)
+    );
+    source.delete(&"pod-1".to_owned());
+    until("the reader sees the delete", || reader.len() == 1).await;
+    assert_eq!(reader.snapshot().keys().collect::<Vec<_>>(), ["pod-2"]);
+    stop(cancel, task).await;
 }

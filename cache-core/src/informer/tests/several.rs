@@ -296,7 +296,7 @@ async fn the_factory_hands_out_one_informer_per_type_source_and_options() {
     let defaults = InformerOptions::new();
     let a = factory.informer::<Node, _>("memory", &defaults, make);
     let b = factory.informer::<Node, _>("memory", &defaults, make);
-    assert!(Arc::ptr_eq(a.cache(), b.cache()), "the same informer");
+    assert!(a.cache().same_cache(b.cache()), "the same informer");
     assert_eq!(made.load(Ordering::SeqCst), 1, "the source is made once");
     assert_eq!(a.name(), "memory/Node");
 
@@ -306,7 +306,7 @@ async fn the_factory_hands_out_one_informer_per_type_source_and_options() {
     let other_options = factory.informer::<Node, _>("memory", &resyncing, make);
     let svcs = factory.informer::<Svc, _>("memory", &defaults, MemorySource::new);
     for other in [other_source.cache(), other_options.cache()] {
-        assert!(!Arc::ptr_eq(a.cache(), other));
+        assert!(!a.cache().same_cache(other));
     }
     assert_eq!(made.load(Ordering::SeqCst), 3);
     assert_eq!(factory.len(), 4);
