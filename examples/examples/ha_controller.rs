@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use cache_core::controller::{Action, Context, Controller};
 use cache_core::informer::SharedIndexInformer;
 use cache_core::leader::{LeaderElectionConfig, LeaderElector, LeaderHandle, MemoryLock};
-use cache_core::source::memory::{MemorySource, Versioned};
+use cache_core::source::memory::MemorySource;
 use cache_core::{Indexed, Object, ObjectKey, ResourceVersion};
 use tokio_util::sync::CancellationToken;
 
@@ -43,12 +43,6 @@ struct Pod {
     rv: Option<ResourceVersion>,
 }
 
-impl Versioned for Pod {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
-
 #[derive(Clone, Debug, Indexed)]
 struct Node {
     #[key(name)]
@@ -59,12 +53,6 @@ struct Node {
     drained: bool,
     #[resource_version]
     rv: Option<ResourceVersion>,
-}
-
-impl Versioned for Node {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
 }
 
 fn node_name(i: usize) -> String {

@@ -1,7 +1,7 @@
 //! The embedded-source workload of the reflector and informer benchmarks: 100k pods of about
 //! 500 bytes, keyed `ns/name`, with a `namespace` and a `node` index, in a `MemorySource`.
 
-use cache_core::source::memory::{MemorySource, MemorySourceConfig, Versioned};
+use cache_core::source::memory::{MemorySource, MemorySourceConfig};
 use cache_core::{Index, Indexer, Indexers, Object, ObjectKey, ResourceVersion};
 use tokio::runtime::Runtime;
 
@@ -29,9 +29,6 @@ impl Object for Pod {
     fn resource_version(&self) -> Option<ResourceVersion> {
         self.rv.clone()
     }
-}
-
-impl Versioned for Pod {
     fn set_resource_version(&mut self, rv: ResourceVersion) {
         self.rv = Some(rv);
     }
