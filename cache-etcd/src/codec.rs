@@ -169,7 +169,7 @@ where
 /// let cache = std::sync::Arc::new(cache_core::Cache::<Endpoint>::new());
 /// let source = cache_etcd::EtcdListWatch::new(client, "/endpoints/");
 /// let reflector = cache_core::Reflector::new(source, cache);
-/// // error[E0277]: `JsonCodec` cannot decode `Endpoint`: implement `EtcdObject` for `Endpoint`
+/// // error[E0277]: `Endpoint` is not an `EtcdObject`: implement `EtcdObject` for `Endpoint`
 /// # }
 /// ```
 #[diagnostic::on_unimplemented(

@@ -389,7 +389,7 @@ impl SyncProgress {
     fn new(total: usize) -> Self {
         let bar = std::io::stdout().is_terminal().then(|| {
             let style = ProgressStyle::with_template(
-                "  syncing pods [{bar:40}] {human_pos:>6} / {human_len} ({per_sec})",
+                "  syncing pods [{bar:40}] {human_pos:>6} / {human_len} ({elapsed})",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("#>.");
@@ -422,7 +422,7 @@ impl SyncProgress {
 
     fn finish(self, done: usize) {
         match self.bar {
-            Some(bar) => bar.finish_with_message("synced"),
+            Some(bar) => bar.finish(),
             None => self.line(done),
         }
     }

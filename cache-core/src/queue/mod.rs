@@ -34,7 +34,7 @@
 //! processing errors too).
 //!
 //! After `close`, every waiting `pop` returns [`Closed`], writes are refused with
-//! [`StoreError::Closed`](crate::StoreError::Closed), and what was queued before the close can
+//! [`StoreError::Closed`], and what was queued before the close can
 //! still be popped; once it is drained, `pop` returns [`Closed`] at once.
 //!
 //! # Synced
