@@ -185,7 +185,8 @@ impl KeyNamespace for str {
 }
 
 /// A field that carries an object's resource version (`#[resource_version]`): an integer, a
-/// string (empty means none), a [`ResourceVersion`], or an `Option` of one of those.
+/// string (empty means none), a [`ResourceVersion`], or an `Option` of one of those. The derived
+/// `Object::resource_version` reads it; the derived `Object::set_resource_version` writes it.
 #[diagnostic::on_unimplemented(
     message = "`#[resource_version]` cannot read a version from a field of type `{Self}`",
     label = "expected an integer, a string, `ResourceVersion`, or an `Option` of one"
@@ -193,6 +194,26 @@ impl KeyNamespace for str {
 pub trait ResourceVersionField {
     /// The version, if the field holds one.
     fn resource_version(&self) -> Option<ResourceVersion>;
+
+    /// The field's value for `rv`, if this type can hold it (an integer field cannot hold a
+    /// version that is not a number of its type; a borrowed string cannot be made).
+    fn from_resource_version(rv: &ResourceVersion) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        let _ = rv;
+        None
+    }
+
+    /// Stores `rv` in the field; a field that cannot hold it keeps its value.
+    fn set_resource_version(&mut self, rv: ResourceVersion)
+    where
+        Self: Sized,
+    {
+        if let Some(value) = Self::from_resource_version(&rv) {
+            *self = value;
+        }
+    }
 }
 
 macro_rules! rv_integers {
@@ -201,6 +222,10 @@ macro_rules! rv_integers {
             #[inline]
             fn resource_version(&self) -> Option<ResourceVersion> {
                 Some(ResourceVersion::new(&self.to_string()))
+            }
+            #[inline]
+            fn from_resource_version(rv: &ResourceVersion) -> Option<Self> {
+                rv.as_str().parse().ok()
             }
         }
     )*};
@@ -218,16 +243,31 @@ macro_rules! rv_strings {
                 let s: &str = self;
                 (!s.is_empty()).then(|| ResourceVersion::new(s))
             }
+            #[inline]
+            fn from_resource_version(rv: &ResourceVersion) -> Option<Self> {
+                Some(rv.as_str().to_owned().into())
+            }
         }
     )*};
 }
 
-rv_strings!(String, Box<str>, Cow<'_, str>, str);
+rv_strings!(String, Box<str>, Cow<'_, str>);
+
+impl ResourceVersionField for str {
+    #[inline]
+    fn resource_version(&self) -> Option<ResourceVersion> {
+        (!self.is_empty()).then(|| ResourceVersion::new(self))
+    }
+}
 
 impl ResourceVersionField for Arc<str> {
     #[inline]
     fn resource_version(&self) -> Option<ResourceVersion> {
         (!self.is_empty()).then(|| ResourceVersion::new(self))
+    }
+    #[inline]
+    fn from_resource_version(rv: &ResourceVersion) -> Option<Self> {
+        Some(rv.as_str().into())
     }
 }
 
@@ -235,6 +275,10 @@ impl ResourceVersionField for ResourceVersion {
     #[inline]
     fn resource_version(&self) -> Option<ResourceVersion> {
         (!self.as_str().is_empty()).then(|| self.clone())
+    }
+    #[inline]
+    fn from_resource_version(rv: &ResourceVersion) -> Option<Self> {
+        Some(rv.clone())
     }
 }
 
@@ -245,10 +289,16 @@ impl<T: ResourceVersionField + ?Sized> ResourceVersionField for &T {
     }
 }
 
+/// `None` when the inner type cannot hold the version (a non-numeric version in an
+/// `Option<u64>`).
 impl<T: ResourceVersionField> ResourceVersionField for Option<T> {
     #[inline]
     fn resource_version(&self) -> Option<ResourceVersion> {
         self.as_ref().and_then(T::resource_version)
+    }
+    #[inline]
+    fn from_resource_version(rv: &ResourceVersion) -> Option<Self> {
+        Some(T::from_resource_version(rv))
     }
 }
 

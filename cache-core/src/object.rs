@@ -42,6 +42,19 @@ pub trait Object: Send + Sync + 'static {
     fn resource_version(&self) -> Option<ResourceVersion> {
         None
     }
+
+    /// Records the resource version at which the source wrote this object.
+    ///
+    /// The sources call it on every object they store or decode, when the version lives beside
+    /// the object rather than in it: the [`MemorySource`](crate::source::memory::MemorySource)
+    /// on each write, `cache-etcd`'s `JsonCodec` with the key's mod revision, `cache-kube`'s
+    /// `KubeListWatch::map` with the object's `metadata.resourceVersion`.
+    /// [`#[derive(Indexed)]`](derive@crate::Indexed) implements it for the
+    /// `#[resource_version]` field, so a derived type needs no code for it. The default ignores
+    /// the version.
+    fn set_resource_version(&mut self, rv: ResourceVersion) {
+        let _ = rv;
+    }
 }
 
 impl<T: Object> Object for Arc<T> {
@@ -51,6 +64,13 @@ impl<T: Object> Object for Arc<T> {
     }
     fn resource_version(&self) -> Option<ResourceVersion> {
         (**self).resource_version()
+    }
+    /// Sets the version on the object when this `Arc` is its only handle; otherwise does
+    /// nothing (a shared object is not changed behind its other holders).
+    fn set_resource_version(&mut self, rv: ResourceVersion) {
+        if let Some(object) = Arc::get_mut(self) {
+            object.set_resource_version(rv);
+        }
     }
 }
 
@@ -534,6 +554,34 @@ impl fmt::Debug for ResourceVersion {
     }
 }
 
+/// A version serializes as its string form, as Kubernetes' `metadata.resourceVersion` does.
+impl serde::Serialize for ResourceVersion {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// A version deserializes from a string, or from an unsigned integer (an etcd revision as a
+/// number), which becomes its decimal string.
+impl<'de> serde::Deserialize<'de> for ResourceVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ResourceVersion;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a resource version (a string or an unsigned integer)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ResourceVersion, E> {
+                Ok(ResourceVersion::new(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ResourceVersion, E> {
+                Ok(ResourceVersion::from(v))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -714,6 +762,22 @@ mod tests {
         keys.sort();
         let s: Vec<_> = keys.iter().map(ToString::to_string).collect();
         assert_eq!(s, ["z", "a/x", "a/y", "a-b/x"]);
+    }
+
+    #[test]
+    fn resource_versions_serialize_as_strings_and_read_back_numbers_too() {
+        let rv = ResourceVersion::new("123");
+        assert_eq!(serde_json::to_string(&rv).unwrap(), r#""123""#);
+        let back: ResourceVersion = serde_json::from_str(r#""123""#).unwrap();
+        assert_eq!(back, rv);
+        let number: ResourceVersion = serde_json::from_str("123").unwrap();
+        assert_eq!(number, rv);
+        let missing: Option<ResourceVersion> = serde_json::from_str("null").unwrap();
+        assert_eq!(missing, None);
+        let err = serde_json::from_str::<ResourceVersion>("-1").unwrap_err();
+        assert!(err.to_string().contains("a resource version"), "{err}");
+        let err = serde_json::from_str::<ResourceVersion>("[1]").unwrap_err();
+        assert!(err.to_string().contains("a resource version"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The types of the [crate root](crate) a program starts from, and the traits whose methods it
 //! calls ([`Object`], [`Store`], [`Indexed`], [`IndexQuery`], [`Labels`], [`EventHandler`],
-//! [`ListerWatcher`], [`Versioned`]).
+//! [`ListerWatcher`]).
 //!
 //! ```
 //! use cache_core::prelude::*;
@@ -13,9 +13,6 @@
 //!     #[index] node: String,
 //!     #[resource_version] rv: Option<ResourceVersion>,
 //! }
-//! impl Versioned for Pod {
-//!     fn set_resource_version(&mut self, rv: ResourceVersion) { self.rv = Some(rv); }
-//! }
 //!
 //! let source = MemorySource::<Pod>::new();
 //! source.put(Pod { name: "web".into(), node: "n1".into(), rv: None });
@@ -23,9 +20,9 @@
 //! assert_eq!(pods.cache().len(), 0); // filled once it runs
 //! ```
 
-pub use crate::source::{ListerWatcher, Versioned};
+pub use crate::source::ListerWatcher;
 pub use crate::{
-    Action, Cache, Context, Controller, DeletedObject, EventHandler, HandlerFns,
+    Action, Cache, CacheReader, Context, Controller, DeletedObject, EventHandler, HandlerFns,
     HandlerRegistration, IndexQuery, Indexed, Indexer, Indexers, InformerEvent, LabelSelector,
     Labels, Lister, MemorySource, Object, ObjectKey, Reflector, ReflectorOptions, ResourceVersion,
     SharedIndexInformer, Snapshot, Store,

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::source::memory::Versioned;
 use crate::{Cache, Indexers, Object, ResourceVersion};
 
 /// A named object with a value and a uid, keyed by its name; a source stamps its version.
@@ -23,9 +22,6 @@ impl Object for Item {
     fn resource_version(&self) -> Option<ResourceVersion> {
         self.rv.clone()
     }
-}
-
-impl Versioned for Item {
     fn set_resource_version(&mut self, rv: ResourceVersion) {
         self.rv = Some(rv);
     }

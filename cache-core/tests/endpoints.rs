@@ -14,7 +14,7 @@ use cache_core::controller::{Action, Context, Controller};
 use cache_core::endpoints::{Endpoints, PrometheusBuilder};
 use cache_core::informer::SharedIndexInformer;
 use cache_core::leader::{LeaderElectionOptions, LeaderElector, MemoryLock};
-use cache_core::source::memory::{MemorySource, Versioned};
+use cache_core::source::memory::MemorySource;
 use cache_core::{Indexed, ResourceVersion};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -27,12 +27,6 @@ struct Pod {
     name: String,
     #[resource_version]
     rv: Option<ResourceVersion>,
-}
-
-impl Versioned for Pod {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
 }
 
 async fn reconcile(_pod: Arc<Pod>, _ctx: Context<Pod, ()>) -> Result<Action, String> {

@@ -161,10 +161,18 @@ impl<'a> Gen<'a> {
             let expr = quote_spanned!(ty.span()=>
                 #rv_p::ResourceVersionField::resource_version(&self.#ident)
             );
+            let set = quote_spanned!(ty.span()=>
+                #rv_p::ResourceVersionField::set_resource_version(&mut self.#ident, rv)
+            );
             quote! {
                 #[inline]
                 fn resource_version(&self) -> #p::Option<#p::ResourceVersion> {
                     #expr
+                }
+
+                #[inline]
+                fn set_resource_version(&mut self, rv: #p::ResourceVersion) {
+                    #set
                 }
             }
         });

@@ -82,6 +82,14 @@ impl From<serde_json::Error> for CodecError {
 /// assert_eq!(codec.decode(b"on", &meta).unwrap(), Flag { name: "dark-mode".into(), on: true, rev: 7 });
 /// assert!(codec.decode(b"maybe", &meta).is_err());
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot decode `{T}`: implement `EtcdObject` for `{T}`",
+    label = "no codec for `{T}`",
+    note = "the default codec, `JsonCodec`, decodes JSON values into types that implement \
+            `cache_etcd::EtcdObject` (and `serde::Deserialize`); `impl cache_etcd::EtcdObject for {T} {{}}` \
+            is enough for a type that derives `Indexed`",
+    note = "any `Fn(&[u8], &Meta) -> Result<{T}, CodecError>` closure is a codec too"
+)]
 pub trait Codec<T>: Send + Sync + 'static {
     /// Decodes one value.
     ///
@@ -117,46 +125,70 @@ where
 /// An object that [`JsonCodec`] can decode: its value is JSON (serde), and it learns where it
 /// came from after the JSON is parsed.
 ///
-/// etcd keeps the revision beside the value, not in it (as Kubernetes' storage does), so the
-/// object records it here; report it from [`Object::resource_version`] so that the reflector
-/// resumes its watch from the right place.
+/// etcd keeps the revision beside the value, not in it (as Kubernetes' storage does). The codec
+/// records the key's mod revision through [`Object::set_resource_version`], which
+/// `#[derive(Indexed)]` implements for the `#[resource_version]` field, so the reflector resumes
+/// its watch from the right place; give that field a serde default (an `Option` needs none).
+/// With the derive, the impl is empty:
 ///
 /// ```
-/// use cache_core::{Object, ObjectKey, ResourceVersion};
+/// use cache_core::{Indexed, Object, ResourceVersion};
 /// use cache_etcd::{Codec, EtcdObject, JsonCodec, Meta};
 ///
-/// #[derive(Debug, serde::Deserialize)]
+/// #[derive(Debug, serde::Deserialize, Indexed)]
 /// struct Pod {
-///     namespace: String,
-///     name: String,
-///     node: String,
-///     #[serde(skip)]
-///     revision: u64,
+///     #[key(namespace)] namespace: String,
+///     #[key(name)] name: String,
+///     #[index] node: String,
+///     #[resource_version] revision: Option<ResourceVersion>, // not in the JSON: set by the codec
 /// }
 ///
-/// impl Object for Pod {
-///     type Key = ObjectKey;
-///     fn key(&self) -> ObjectKey { ObjectKey::new(&self.namespace, &self.name) }
-///     fn resource_version(&self) -> Option<ResourceVersion> { Some(self.revision.into()) }
-/// }
-///
-/// impl EtcdObject for Pod {
-///     fn set_meta(&mut self, meta: &Meta<'_>) { self.revision = meta.mod_revision; }
-/// }
+/// impl EtcdObject for Pod {}
 ///
 /// let meta = Meta { etcd_key: "/pods/default/web", key: "default/web", mod_revision: 12, create_revision: 9, version: 3 };
 /// let pod: Pod = JsonCodec.decode(br#"{"namespace":"default","name":"web","node":"n1"}"#, &meta)?;
-/// assert_eq!(pod.resource_version().unwrap().as_str(), "12");
+/// assert_eq!(pod.resource_version().unwrap().as_u64(), Some(12));
 /// assert_eq!((pod.key().to_string(), pod.node.as_str()), ("default/web".to_owned(), "n1"));
 /// # Ok::<(), cache_etcd::CodecError>(())
 /// ```
+///
+/// [`set_meta`](Self::set_meta) records more of the metadata, e.g. the key when the value does
+/// not carry it; [`tombstone`](Self::tombstone) builds the object a delete removes.
+///
+/// A type that [`EtcdListWatch`](crate::EtcdListWatch) cannot decode is a compile error that
+/// says so:
+///
+/// ```compile_fail,E0277
+/// use cache_core::Indexed;
+///
+/// #[derive(serde::Deserialize, Indexed)]
+/// struct Endpoint { #[key] name: String }
+/// // no `impl EtcdObject for Endpoint {}`
+///
+/// # fn run(client: cache_etcd::etcd_client::Client) {
+/// let cache = std::sync::Arc::new(cache_core::Cache::<Endpoint>::new());
+/// let source = cache_etcd::EtcdListWatch::new(client, "/endpoints/");
+/// let reflector = cache_core::Reflector::new(source, cache);
+/// // error[E0277]: `Endpoint` is not an `EtcdObject`: implement `EtcdObject` for `Endpoint`
+/// # }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an `EtcdObject`: implement `EtcdObject` for `{Self}`",
+    label = "`JsonCodec` decodes only `EtcdObject`s",
+    note = "`impl cache_etcd::EtcdObject for {Self} {{}}` is enough for a type that derives \
+            `serde::Deserialize` and `Indexed` (its `#[resource_version]` field gets the revision)"
+)]
 pub trait EtcdObject: Object + DeserializeOwned {
-    /// Records the etcd metadata of a freshly parsed value: at least `meta.mod_revision`, and
-    /// the key too when the value does not carry it.
-    fn set_meta(&mut self, meta: &Meta<'_>);
+    /// Records more of the etcd metadata of a freshly parsed value, after its resource version
+    /// was set to `meta.mod_revision` (through [`Object::set_resource_version`]): the key, when
+    /// the value does not carry it, or the create revision. Does nothing by default.
+    fn set_meta(&mut self, meta: &Meta<'_>) {
+        let _ = meta;
+    }
 
     /// The object a delete removes when its last state is missing or does not decode; see
-    /// [`Codec::tombstone`]. `None` by default.
+    /// [`Codec::tombstone`]. `None` by default. [`JsonCodec`] sets its resource version to
+    /// `meta.mod_revision`.
     fn tombstone(meta: &Meta<'_>) -> Option<Self> {
         let _ = meta;
         None
@@ -170,12 +202,15 @@ pub struct JsonCodec;
 impl<T: EtcdObject> Codec<T> for JsonCodec {
     fn decode(&self, value: &[u8], meta: &Meta<'_>) -> Result<T, CodecError> {
         let mut object: T = serde_json::from_slice(value)?;
+        object.set_resource_version(meta.mod_revision.into());
         object.set_meta(meta);
         Ok(object)
     }
 
     fn tombstone(&self, meta: &Meta<'_>) -> Option<T> {
-        T::tombstone(meta)
+        let mut object = T::tombstone(meta)?;
+        object.set_resource_version(meta.mod_revision.into());
+        Some(object)
     }
 }
 
@@ -238,6 +273,53 @@ mod tests {
             (item.name.as_str(), item.node.as_str(), item.rev),
             ("a", "n1", 5)
         );
+    }
+
+    #[derive(Debug, serde::Deserialize, cache_core::Indexed)]
+    struct Derived {
+        #[key]
+        name: String,
+        #[resource_version]
+        rv: Option<ResourceVersion>,
+    }
+    impl EtcdObject for Derived {}
+
+    #[derive(Debug, serde::Deserialize, cache_core::Indexed)]
+    struct DerivedNumber {
+        #[key]
+        name: String,
+        #[resource_version]
+        #[serde(default)]
+        rv: u64,
+    }
+    impl EtcdObject for DerivedNumber {
+        fn tombstone(meta: &Meta<'_>) -> Option<Self> {
+            Some(DerivedNumber {
+                name: meta.key.to_owned(),
+                rv: 0,
+            })
+        }
+    }
+
+    #[test]
+    fn json_codec_sets_the_derived_resource_version_field_to_the_mod_revision() {
+        let item: Derived = JsonCodec.decode(br#"{"name":"a"}"#, &meta()).unwrap();
+        assert_eq!(item.rv, Some(ResourceVersion::from(5)));
+        assert_eq!(item.resource_version().unwrap().as_u64(), Some(5));
+        // A version in the value is overwritten by etcd's own.
+        let item: Derived = JsonCodec
+            .decode(br#"{"name":"a","rv":"99"}"#, &meta())
+            .unwrap();
+        assert_eq!(item.rv, Some(ResourceVersion::from(5)));
+        let item: DerivedNumber = JsonCodec.decode(br#"{"name":"a"}"#, &meta()).unwrap();
+        assert_eq!((item.name.as_str(), item.rv), ("a", 5));
+    }
+
+    #[test]
+    fn json_codec_stamps_tombstones_with_the_delete_revision() {
+        let t: DerivedNumber = JsonCodec.tombstone(&meta()).unwrap();
+        assert_eq!((t.name.as_str(), t.rv), ("a", 5));
+        assert!(Codec::<Derived>::tombstone(&JsonCodec, &meta()).is_none());
     }
 
     #[test]

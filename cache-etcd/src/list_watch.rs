@@ -107,27 +107,25 @@ pub async fn connect<E: AsRef<str>>(endpoints: &[E]) -> Result<Client, SourceErr
 /// # Example
 ///
 /// ```no_run
-/// use cache_core::{Object, ObjectKey, ResourceVersion};
+/// use cache_core::{Indexed, Object, ResourceVersion};
 /// use cache_core::source::{ListOptions, ListerWatcher};
-/// use cache_etcd::{EtcdListWatch, EtcdObject, Meta};
+/// use cache_etcd::{EtcdListWatch, EtcdObject};
 ///
-/// #[derive(Debug, serde::Deserialize)]
-/// struct Pod { namespace: String, name: String, node: String, #[serde(skip)] revision: u64 }
-/// impl Object for Pod {
-///     type Key = ObjectKey;
-///     fn key(&self) -> ObjectKey { ObjectKey::new(&self.namespace, &self.name) }
-///     fn resource_version(&self) -> Option<ResourceVersion> { Some(self.revision.into()) }
+/// #[derive(Debug, serde::Deserialize, Indexed)]
+/// struct Pod {
+///     #[key(namespace)] namespace: String,
+///     #[key(name)] name: String,
+///     node: String,
+///     #[resource_version] revision: Option<ResourceVersion>, // the key's mod revision
 /// }
-/// impl EtcdObject for Pod {
-///     fn set_meta(&mut self, meta: &Meta<'_>) { self.revision = meta.mod_revision; }
-/// }
+/// impl EtcdObject for Pod {}
 ///
 /// # async fn run() -> Result<(), cache_core::source::SourceError> {
 /// let client = cache_etcd::connect(&["127.0.0.1:2379"]).await?;
 /// let pods = EtcdListWatch::<Pod>::new(client, "/registry/pods/");
 /// let list = pods.list(ListOptions::default()).await?;
 /// for pod in &list.items {
-///     println!("{} runs on {} (revision {})", pod.key(), pod.node, pod.revision);
+///     println!("{} runs on {} (revision {:?})", pod.key(), pod.node, pod.revision);
 /// }
 /// println!("{} pods at revision {:?}", list.items.len(), list.resource_version);
 /// # Ok(()) }

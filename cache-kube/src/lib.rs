@@ -43,3 +43,14 @@ pub use lease::KubeLeaseLock;
 pub use object::{KubeObject, MissingName, object_key, resource_version};
 pub use source::{DEFAULT_WATCH_TIMEOUT, IDLE_GRACE, KubeListWatch};
 pub use wire::INITIAL_EVENTS_END;
+
+/// The README's Rust examples, compiled (and, unless marked `no_run`, run) as doctests of this
+/// crate: they use both backends, whose crates this one has as dev-dependencies.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExamples;
+
+/// The example of `cache-derive`'s README, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../cache-derive/README.md")]
+pub struct DeriveReadmeExamples;

@@ -141,20 +141,22 @@ where
     /// instead of copying them. An `Err` is reported as a [`SourceErrorKind::Decode`] error
     /// naming the object, which is skipped; the watch goes on.
     ///
-    /// Use [`object_key`](crate::object_key) and [`resource_version`](crate::resource_version)
-    /// to give `U` the object's key and version.
+    /// The source then sets the object's `metadata.resourceVersion` on each `U` through
+    /// [`Object::set_resource_version`]: with `#[derive(Indexed)]`, the `#[resource_version]`
+    /// field gets it, and the transform need not fill it. Use [`object_key`](crate::object_key)
+    /// to give `U` the object's key.
     ///
     /// ```
-    /// use cache_core::{Object, ObjectKey, ResourceVersion};
-    /// use cache_kube::{KubeListWatch, object_key, resource_version};
+    /// use cache_core::{Indexed, ObjectKey, ResourceVersion};
+    /// use cache_kube::{KubeListWatch, object_key};
     /// use k8s_openapi::api::core::v1::Pod;
     /// use kube::{Api, Client, Config};
     ///
-    /// struct MyPod { key: ObjectKey, rv: Option<ResourceVersion>, node: Option<String> }
-    /// impl Object for MyPod {
-    ///     type Key = ObjectKey;
-    ///     fn key(&self) -> ObjectKey { self.key.clone() }
-    ///     fn resource_version(&self) -> Option<ResourceVersion> { self.rv.clone() }
+    /// #[derive(Debug, Indexed)]
+    /// struct MyPod {
+    ///     #[key] key: ObjectKey,
+    ///     #[resource_version] rv: Option<ResourceVersion>, // set by the source
+    ///     #[index] node: Option<String>,
     /// }
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -163,14 +165,15 @@ where
     /// let source = KubeListWatch::new(Api::<Pod>::all(client)).map(|pod: Pod| {
     ///     Ok::<_, &str>(MyPod {
     ///         key: object_key(&pod).ok_or("no name")?,
-    ///         rv: resource_version(&pod),
+    ///         rv: None,
     ///         node: pod.spec.and_then(|s| s.node_name),
     ///     })
     /// });
-    /// # let _ = (source, |p: &MyPod| p.node.clone()); Ok(()) }
+    /// # let _ = source; Ok(()) }
     /// ```
     pub fn map<U, E, F>(self, transform: F) -> KubeListWatch<K, U>
     where
+        U: Object,
         F: Fn(K) -> Result<U, E> + Send + Sync + 'static,
         E: fmt::Display,
     {
@@ -178,7 +181,14 @@ where
             client: self.client,
             path: self.path,
             metadata_api: self.metadata_api,
-            transform: Arc::new(move |object| transform(object).map_err(|e| e.to_string())),
+            transform: Arc::new(move |object: K| {
+                let rv = crate::resource_version(&object);
+                let mut out = transform(object).map_err(|e| e.to_string())?;
+                if let Some(rv) = rv {
+                    out.set_resource_version(rv);
+                }
+                Ok(out)
+            }),
             streaming_list: self.streaming_list,
             watch_list_rejected: self.watch_list_rejected,
             _kind: PhantomData,

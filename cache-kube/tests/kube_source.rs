@@ -450,6 +450,46 @@ async fn map_caches_a_compact_type_and_names_objects_it_rejects() {
     assert_eq!(drain(stream).await.len(), 5, "the watch maps too");
 }
 
+/// A derived type whose transform leaves the version to the source.
+#[derive(Debug, cache_core::Indexed)]
+struct DerivedPod {
+    #[key]
+    key: ObjectKey,
+    #[resource_version]
+    rv: Option<ResourceVersion>,
+}
+
+#[tokio::test]
+async fn map_sets_the_resource_version_field_from_the_metadata() {
+    let server = ApiServer::start().await;
+    server.on_list(Reply::Json(200, support::fixture("list-page-1.json")));
+    server.on_watch(Reply::watch("watch-events.jsonl"));
+    let lw = pods(&server).map(|pod: Pod| {
+        Ok::<_, &str>(DerivedPod {
+            key: object_key(&pod).ok_or("no name")?,
+            rv: None,
+        })
+    });
+
+    let page = within(lw.list(ListOptions::default())).await.unwrap();
+    let versions: Vec<_> = page.items.iter().map(|p| p.rv.clone()).collect();
+    assert_eq!(
+        versions,
+        [Some("957".into()), Some("951".into()), Some("962".into())]
+    );
+    let stream = within(lw.watch(watch_from("1000"))).await.unwrap();
+    assert_eq!(
+        drain(stream).await,
+        [
+            "ADDED default/web-7d4b9c8f6d-5hvfc @1003",
+            "MODIFIED default/web-7d4b9c8f6d-5hvfc @1005",
+            "MODIFIED default/web-7d4b9c8f6d-q8zmt @1006",
+            "DELETED default/web-7d4b9c8f6d-q8zmt @1008",
+            "BOOKMARK @1012",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn custom_resources_through_dynamic_objects() {
     let server = ApiServer::start().await;

@@ -1,6 +1,6 @@
 //! Mirrors an etcd key prefix into an indexed cache and prints live index queries.
 //!
-//! Start a local etcd first (see the README, "The etcd source"), then:
+//! Start a local etcd first (see the README, "Backends", etcd), then:
 //!
 //! ```sh
 //! cargo run -p examples --features etcd --example etcd_watch -- --endpoints 127.0.0.1:2379 --seed 50
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use cache_core::reflector::{Reflector, ReflectorError};
 use cache_core::{Cache, Indexed, Object};
-use cache_etcd::{EtcdListWatch, EtcdObject, Meta};
+use cache_etcd::{EtcdListWatch, EtcdObject};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -38,16 +38,13 @@ struct Pod {
     node: Option<String>,
     #[index]
     phase: String,
+    /// The key's mod revision, set by the codec: etcd keeps it beside the value.
     #[serde(skip)]
     #[resource_version]
     revision: u64,
 }
 
-impl EtcdObject for Pod {
-    fn set_meta(&mut self, meta: &Meta<'_>) {
-        self.revision = meta.mod_revision;
-    }
-}
+impl EtcdObject for Pod {}
 
 struct Args {
     endpoints: Vec<String>,

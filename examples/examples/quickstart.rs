@@ -7,7 +7,7 @@
 //! caches do not end equal to the source.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use cache_core::source::memory::{MemorySource, MemorySourceOptions, Versioned};
 use cache_core::source::{ListOptions, ListerWatcher, ObjectList, SourceError, WatchStream};
 use cache_core::{Object, ObjectKey};
 use futures::future::BoxFuture;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shared::{
     Fleet, NoCapacity, Node, NodeIndexes as _, Phase, Pod, PodIndexes as _, Step, node_name,
 };
@@ -266,17 +267,64 @@ fn thousands(n: u64) -> String {
     out
 }
 
-fn progress_bar(done: usize, total: usize) {
-    const WIDTH: usize = 40;
-    let filled = (done * WIDTH / total.max(1)).min(WIDTH);
-    print!(
-        "\r  syncing pods [{}{}] {:>6} / {}",
-        "#".repeat(filled),
-        ".".repeat(WIDTH - filled),
-        thousands(done as u64),
-        thousands(total as u64)
-    );
-    let _ = std::io::stdout().flush();
+/// The initial sync's progress: a progress bar on a terminal; elsewhere (a CI log, a pipe) a
+/// plain line about once a second, so the log stays readable.
+struct SyncProgress {
+    bar: Option<ProgressBar>,
+    total: usize,
+    shown: usize,
+    last_line: Instant,
+}
+
+impl SyncProgress {
+    fn new(total: usize) -> Self {
+        let bar = std::io::stdout().is_terminal().then(|| {
+            let style = ProgressStyle::with_template(
+                "  syncing pods [{bar:40}] {human_pos:>6} / {human_len} ({elapsed})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("#>.");
+            ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout())
+                .with_style(style)
+        });
+        Self {
+            bar,
+            total,
+            shown: usize::MAX,
+            last_line: Instant::now(),
+        }
+    }
+
+    /// `done` objects have arrived so far.
+    fn update(&mut self, done: usize) {
+        if done == self.shown {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.set_position(done as u64),
+            None if self.last_line.elapsed() >= Duration::from_secs(1) => {
+                self.line(done);
+                self.last_line = Instant::now();
+            }
+            None => return,
+        }
+        self.shown = done;
+    }
+
+    fn finish(self, done: usize) {
+        match self.bar {
+            Some(bar) => bar.finish(),
+            None => self.line(done),
+        }
+    }
+
+    fn line(&self, done: usize) {
+        println!(
+            "  syncing pods: {} / {}",
+            thousands(done as u64),
+            thousands(self.total as u64)
+        );
+    }
 }
 
 /// Whether `informer`'s cache holds exactly the source's objects, at their versions.
@@ -337,21 +385,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         async move { tokio::join!(pods.run(stop.clone()), nodes.run(stop)) }
     });
     let sync_start = Instant::now();
-    let mut shown = usize::MAX;
+    let mut progress = SyncProgress::new(pods_src.len());
     while !pods.has_synced() {
-        let now = received.load(Ordering::Relaxed);
-        if now != shown {
-            progress_bar(now, pods_src.len());
-            shown = now;
-        }
+        progress.update(received.load(Ordering::Relaxed));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    progress_bar(pods.cache().len(), pods_src.len());
+    progress.finish(pods.cache().len());
     if !nodes.wait_for_sync().await {
         return Err("the nodes informer stopped before it synced".into());
     }
     println!(
-        "\n  synced {} pods and {} nodes in {:.2?} ({} list pages of 500, {:?} round trip each)\n",
+        "  synced {} pods and {} nodes in {:.2?} ({} list pages of 500, {:?} round trip each)\n",
         thousands(pods.cache().len() as u64),
         nodes.cache().len(),
         sync_start.elapsed(),

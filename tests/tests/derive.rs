@@ -387,6 +387,70 @@ struct Event {
     name: Box<str>,
 }
 
+/// Versions in a shared string and in a plain integer: what the sources set.
+#[derive(Debug, Indexed)]
+struct Stamped {
+    #[key]
+    name: String,
+    #[resource_version]
+    rv: Arc<str>,
+}
+
+#[derive(Debug, Indexed)]
+struct Counted {
+    #[key]
+    name: String,
+    #[resource_version]
+    rv: u32,
+}
+
+#[test]
+fn sources_set_the_resource_version_field_through_object() {
+    // A string field takes any version.
+    let mut r = Revision {
+        app: "web".into(),
+        number: 3,
+        rv: String::new(),
+    };
+    r.set_resource_version("abc".into());
+    assert_eq!(r.rv, "abc");
+    let mut s = Stamped {
+        name: "s".into(),
+        rv: "".into(),
+    };
+    s.set_resource_version(ResourceVersion::from(12));
+    assert_eq!((&*s.rv, s.resource_version()), ("12", Some(12.into())));
+
+    // An integer field takes a number of its type; it keeps its value otherwise, and an
+    // `Option` of one becomes `None`.
+    let mut c = Counted {
+        name: "c".into(),
+        rv: 1,
+    };
+    c.set_resource_version(ResourceVersion::from(40));
+    assert_eq!(c.rv, 40);
+    c.set_resource_version("not-a-number".into());
+    assert_eq!(c.rv, 40);
+    c.set_resource_version(ResourceVersion::from(u64::from(u32::MAX) + 1));
+    assert_eq!(c.rv, 40);
+    let mut n = Node {
+        name: "n".into(),
+        rv: None,
+    };
+    n.set_resource_version(ResourceVersion::from(9));
+    assert_eq!(n.rv, Some(9));
+    n.set_resource_version("x".into());
+    assert_eq!(n.rv, None);
+
+    // A type without `#[resource_version]` ignores it.
+    let mut e = Event {
+        namespace: None,
+        name: "e".into(),
+    };
+    e.set_resource_version(ResourceVersion::from(5));
+    assert_eq!(e.resource_version(), None);
+}
+
 #[test]
 fn key_forms_and_resource_version_types() {
     let r = Revision {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_core::informer::{FilteringHandler, HandlerFns, SharedIndexInformer};
-use cache_core::source::memory::{MemorySource, Versioned};
+use cache_core::source::memory::MemorySource;
 use cache_core::{Indexed, LabelSelector, Labels, Object as _, ObjectKey, ResourceVersion};
 use tokio_util::sync::CancellationToken;
 
@@ -31,12 +31,6 @@ struct Pod {
 impl Pod {
     fn label_pairs(&self) -> impl Iterator<Item = String> + '_ {
         self.labels.iter().map(|(k, v)| format!("{k}={v}"))
-    }
-}
-
-impl Versioned for Pod {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
     }
 }
 

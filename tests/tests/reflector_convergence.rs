@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_core::reflector::Reflector;
-use cache_core::source::memory::{MemorySource, MemorySourceOptions, Versioned};
+use cache_core::source::memory::{MemorySource, MemorySourceOptions};
 use cache_core::source::{SourceError, SourceErrorKind};
 use cache_core::{
     Cache, Change, Indexers, Object, ResourceVersion, Store, StoreError, TransactionError,
@@ -39,9 +39,6 @@ impl Object for Obj {
     fn resource_version(&self) -> Option<ResourceVersion> {
         self.rv.clone()
     }
-}
-
-impl Versioned for Obj {
     fn set_resource_version(&mut self, rv: ResourceVersion) {
         self.rv = Some(rv);
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cache_core::informer::{EventHandler, QueueKind, SharedIndexInformer};
-use cache_core::source::memory::{MemorySource, MemorySourceOptions, Versioned};
+use cache_core::source::memory::{MemorySource, MemorySourceOptions};
 use cache_core::{DeletedObject, Index, Indexer, Indexers, Object, ObjectKey, ResourceVersion};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
@@ -34,9 +34,6 @@ impl Object for Pod {
     fn resource_version(&self) -> Option<ResourceVersion> {
         self.rv.clone()
     }
-}
-
-impl Versioned for Pod {
     fn set_resource_version(&mut self, rv: ResourceVersion) {
         self.rv = Some(rv);
     }

@@ -62,21 +62,15 @@ impl<T: Object> Controller<T> {
     /// use std::sync::Arc;
     /// use cache_core::controller::{Action, Context, Controller};
     /// use cache_core::informer::SharedIndexInformer;
-    /// use cache_core::source::memory::{MemorySource, Versioned};
+    /// use cache_core::source::memory::MemorySource;
     /// use cache_core::{Indexed, ResourceVersion};
     /// use tokio_util::sync::CancellationToken;
     ///
     /// #[derive(Clone, Debug, Indexed)]
     /// struct Pod { #[key] name: String, #[index] node: String, #[resource_version] rv: Option<ResourceVersion> }
-    /// impl Versioned for Pod {
-    ///     fn set_resource_version(&mut self, rv: ResourceVersion) { self.rv = Some(rv); }
-    /// }
     ///
     /// #[derive(Clone, Debug, Indexed)]
     /// struct Node { #[key] name: String, cordoned: bool, #[resource_version] rv: Option<ResourceVersion> }
-    /// impl Versioned for Node {
-    ///     fn set_resource_version(&mut self, rv: ResourceVersion) { self.rv = Some(rv); }
-    /// }
     ///
     /// async fn reconcile(pod: Arc<Pod>, ctx: Context<Pod, ()>) -> Result<Action, std::convert::Infallible> {
     ///     let nodes = ctx.cache_of::<Node>().expect("watched");

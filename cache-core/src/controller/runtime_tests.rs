@@ -1051,9 +1051,6 @@ mod on_informers {
         fn resource_version(&self) -> Option<ResourceVersion> {
             self.rv.clone()
         }
-    }
-
-    impl Versioned for Team {
         fn set_resource_version(&mut self, rv: ResourceVersion) {
             self.rv = Some(rv);
         }

@@ -126,12 +126,11 @@ impl<T: Object> Held for SharedIndexInformer<T> {
 ///
 /// ```
 /// use cache_core::informer::{InformerFactory, InformerOptions};
-/// use cache_core::source::memory::{MemorySource, Versioned};
+/// use cache_core::source::memory::MemorySource;
 /// use cache_core::{Indexed, ResourceVersion};
 ///
 /// #[derive(Clone, Debug, Indexed)]
 /// struct Pod { #[key] name: String, #[index] node: String, #[resource_version] rv: Option<ResourceVersion> }
-/// impl Versioned for Pod { fn set_resource_version(&mut self, rv: ResourceVersion) { self.rv = Some(rv); } }
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let source = MemorySource::new();

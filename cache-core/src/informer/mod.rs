@@ -85,7 +85,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use cache_core::informer::{HandlerFns, InformerEvent, SharedIndexInformer};
-//! use cache_core::source::memory::{MemorySource, Versioned};
+//! use cache_core::source::memory::MemorySource;
 //! use cache_core::{Indexed, ResourceVersion};
 //! use futures::StreamExt;
 //! use tokio_util::sync::CancellationToken;
@@ -96,9 +96,6 @@
 //!     #[key(name)] name: String,
 //!     #[index] node: String,
 //!     #[resource_version] rv: Option<ResourceVersion>,
-//! }
-//! impl Versioned for Pod {
-//!     fn set_resource_version(&mut self, rv: ResourceVersion) { self.rv = Some(rv); }
 //! }
 //! let pod = |name: &str, node: &str| Pod {
 //!     namespace: "default".into(), name: name.into(), node: node.into(), rv: None,

@@ -84,16 +84,14 @@ pub fn pending_syncs<'a>(caches: &[&'a dyn CacheSync]) -> Vec<&'a str> {
 ///
 /// ```
 /// use cache_core::informer::{wait_for_sync, SharedIndexInformer};
-/// use cache_core::source::memory::{MemorySource, Versioned};
+/// use cache_core::source::memory::MemorySource;
 /// use cache_core::{Indexed, ResourceVersion};
 /// use tokio_util::sync::CancellationToken;
 ///
 /// #[derive(Clone, Debug, Indexed)]
 /// struct Pod { #[key] name: String, #[resource_version] rv: Option<ResourceVersion> }
-/// impl Versioned for Pod { fn set_resource_version(&mut self, rv: ResourceVersion) { self.rv = Some(rv); } }
 /// #[derive(Clone, Debug, Indexed)]
 /// struct Node { #[key] name: String, #[resource_version] rv: Option<ResourceVersion> }
-/// impl Versioned for Node { fn set_resource_version(&mut self, rv: ResourceVersion) { self.rv = Some(rv); } }
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let pods = SharedIndexInformer::<Pod>::new(MemorySource::new());

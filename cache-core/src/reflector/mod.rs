@@ -41,7 +41,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use cache_core::reflector::Reflector;
-//! use cache_core::source::memory::{MemorySource, Versioned};
+//! use cache_core::source::memory::MemorySource;
 //! use cache_core::{Cache, Object, ResourceVersion};
 //! use tokio_util::sync::CancellationToken;
 //!
@@ -51,8 +51,6 @@
 //!     type Key = String;
 //!     fn key(&self) -> String { self.name.clone() }
 //!     fn resource_version(&self) -> Option<ResourceVersion> { self.rv.clone() }
-//! }
-//! impl Versioned for Item {
 //!     fn set_resource_version(&mut self, rv: ResourceVersion) { self.rv = Some(rv); }
 //! }
 //!

@@ -24,7 +24,7 @@
 //! # Examples
 //!
 //! ```
-//! use cache_core::source::memory::{MemorySource, Versioned};
+//! use cache_core::source::memory::MemorySource;
 //! use cache_core::source::{ListOptions, ListerWatcher, WatchEvent};
 //! use cache_core::{Object, ResourceVersion};
 //! use futures::StreamExt;
@@ -35,8 +35,6 @@
 //!     type Key = String;
 //!     fn key(&self) -> String { self.name.clone() }
 //!     fn resource_version(&self) -> Option<ResourceVersion> { self.rv.clone() }
-//! }
-//! impl Versioned for Item {
 //!     fn set_resource_version(&mut self, rv: ResourceVersion) { self.rv = Some(rv); }
 //! }
 //! let item = |name: &str, value| Item { name: name.into(), value, rv: None };
@@ -91,15 +89,16 @@ use super::{
 };
 use crate::object::{Object, ResourceVersion};
 
-/// An object the [`MemorySource`] can stamp with the resource version of the write that stored
-/// it, as a server does.
+/// An object the [`MemorySource`] can hold: any [`Object`] that is `Clone`. The source stamps
+/// each write's resource version on the object it stores through
+/// [`Object::set_resource_version`], as a server does (`#[derive(Indexed)]` implements it for
+/// the `#[resource_version]` field).
 ///
 /// `Clone` is needed for deletes: the deleted object's last state is announced with the
 /// version of the delete.
-pub trait Versioned: Object + Clone {
-    /// Sets the object's resource version.
-    fn set_resource_version(&mut self, rv: ResourceVersion);
-}
+pub trait Versioned: Object + Clone {}
+
+impl<T: Object + Clone> Versioned for T {}
 
 /// The settings of a [`MemorySource`].
 #[derive(Debug, Clone, PartialEq, Eq)]

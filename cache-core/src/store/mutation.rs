@@ -562,9 +562,6 @@ mod tests {
         fn resource_version(&self) -> Option<ResourceVersion> {
             Some(self.rv.as_str().into())
         }
-    }
-
-    impl crate::source::Versioned for Pod {
         fn set_resource_version(&mut self, rv: ResourceVersion) {
             self.rv = rv.to_string();
         }

@@ -492,7 +492,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn finds_a_cached_object_changed_through_an_informer() {
         use crate::informer::{HandlerFns, SharedIndexInformer};
-        use crate::source::{MemorySource, Versioned};
+        use crate::source::MemorySource;
         use crate::test_support::until;
         use crate::{Indexers, ObjectKey, ResourceVersion};
 
@@ -519,8 +519,6 @@ mod tests {
             fn resource_version(&self) -> Option<ResourceVersion> {
                 self.rv.as_deref().map(ResourceVersion::new)
             }
-        }
-        impl Versioned for Labelled {
             fn set_resource_version(&mut self, rv: ResourceVersion) {
                 self.rv = Some(rv.to_string());
             }

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cache_core::source::memory::{MemorySource, Versioned};
+use cache_core::source::memory::MemorySource;
 use cache_core::{CacheReader, Indexed, Object, ObjectKey, ResourceVersion};
 
 /// A pod's phase, an index value of its own type.
@@ -42,12 +42,6 @@ pub struct Pod {
     pub rv: Option<ResourceVersion>,
 }
 
-impl Versioned for Pod {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
-}
-
 /// A node: cluster-scoped, indexed by zone.
 #[derive(Clone, Debug, Indexed)]
 pub struct Node {
@@ -61,12 +55,6 @@ pub struct Node {
     pub drained: bool,
     #[resource_version]
     pub rv: Option<ResourceVersion>,
-}
-
-impl Versioned for Node {
-    fn set_resource_version(&mut self, rv: ResourceVersion) {
-        self.rv = Some(rv);
-    }
 }
 
 /// `node-007`.

@@ -8,7 +8,6 @@ use tracing::field::{Field, Visit};
 use tracing::span;
 
 use super::*;
-use crate::source::memory::Versioned;
 
 /// A second type, so that waits and the factory mix types.
 #[derive(Clone, Debug)]
@@ -25,9 +24,6 @@ impl Object for Node {
     fn resource_version(&self) -> Option<ResourceVersion> {
         self.rv.clone()
     }
-}
-
-impl Versioned for Node {
     fn set_resource_version(&mut self, rv: ResourceVersion) {
         self.rv = Some(rv);
     }
@@ -58,9 +54,6 @@ impl Object for Svc {
     fn resource_version(&self) -> Option<ResourceVersion> {
         self.rv.clone()
     }
-}
-
-impl Versioned for Svc {
     fn set_resource_version(&mut self, rv: ResourceVersion) {
         self.rv = Some(rv);
     }
