@@ -3,6 +3,7 @@
 
 mod cache;
 mod reader;
+mod snapshot;
 mod undelta;
 
 mod expiration;
@@ -12,13 +13,14 @@ mod mutation_detector;
 use std::fmt;
 use std::sync::Arc;
 
-pub use cache::{ByEntries, ByIter, Cache, Snapshot};
+pub use cache::Cache;
 pub use expiration::{
     Clock, ExpirationCache, ExpirationPolicy, FakeClock, RealClock, TimestampedEntry, TtlPolicy,
 };
 pub use mutation::{MutationCache, MutationCacheOptions, UncomparableVersion};
 pub use mutation_detector::{MutatedObject, MutationDetector, MutationDetectorError};
 pub use reader::CacheReader;
+pub use snapshot::{ByEntries, ByIter, Snapshot};
 pub use undelta::UndeltaStore;
 
 use crate::object::{Object, ResourceVersion};
