@@ -352,7 +352,7 @@ fn bench_informer(c: &mut Criterion, measured: &mut Vec<Measured>) {
         let (informer, stop) = (informer.clone(), stop.clone());
         async move { informer.run(stop).await }
     });
-    rt.block_on(informer.wait_for_sync());
+    rt.block_on(informer.wait_for_sync()).unwrap();
     let (mut round, mut told) = (0, OBJECTS as u64);
     let mut last = None;
     {

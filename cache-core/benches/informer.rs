@@ -57,7 +57,7 @@ fn bench_events(
         let (informer, stop) = (informer.clone(), stop.clone());
         async move { informer.run(stop).await }
     });
-    rt.block_on(informer.wait_for_sync());
+    rt.block_on(informer.wait_for_sync()).unwrap();
     let mut round = 0;
     let mut told = OBJECTS as u64;
     group.bench_function(name, |b| {

@@ -174,7 +174,7 @@ async fn readyz_is_503_until_the_informers_sync_and_metrics_parse_as_prometheus_
         let (informer, stop) = (informer.clone(), stop.clone());
         async move { informer.run(stop).await }
     });
-    assert!(within(handle.wait_for_sync()).await);
+    within(handle.wait_for_sync()).await.unwrap();
     let (status, body) = within(get(addr, "/readyz")).await;
     assert_eq!((status, body.as_str()), (200, "[+]pods ok\nok\n"));
 

@@ -386,14 +386,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let sync_start = Instant::now();
     let mut progress = SyncProgress::new(pods_src.len());
-    while !pods.has_synced() {
+    while !pods.has_synced() && !pods.is_stopped() {
         progress.update(received.load(Ordering::Relaxed));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    pods.wait_for_sync().await?;
     progress.finish(pods.cache().len());
-    if !nodes.wait_for_sync().await {
-        return Err("the nodes informer stopped before it synced".into());
-    }
+    nodes.wait_for_sync().await?;
     println!(
         "  synced {} pods and {} nodes in {:.2?} ({} list pages of 500, {:?} round trip each)\n",
         thousands(pods.cache().len() as u64),
@@ -462,9 +461,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = controller.handle();
     let stop_controller = CancellationToken::new();
     let controller = tokio::spawn(controller.run(drain, cluster.clone(), stop_controller.clone()));
-    if !handle.wait_for_sync().await {
-        return Err("the drain controller stopped before its caches synced".into());
-    }
+    handle.wait_for_sync().await?;
     println!(
         "drain controller ready; churn of {} writes/s, a node cordoned every {:?}, for {:?}:",
         thousands(CHURN_PER_SECOND),

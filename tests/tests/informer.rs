@@ -121,8 +121,8 @@ async fn derived_indexes_on_an_informer_and_its_lister() {
         let (informer, stop) = (informer.clone(), stop.clone());
         async move { informer.run(stop).await }
     });
-    assert!(informer.wait_for_sync().await);
-    assert!(counter_reg.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
+    counter_reg.wait_for_sync().await.unwrap();
     assert_eq!(running.load(Ordering::SeqCst), 150);
 
     // Churn: pods move between nodes and start or stop running.

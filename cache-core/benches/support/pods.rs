@@ -120,7 +120,7 @@ pub async fn initial_sync(
         let (informer, stop) = (informer.clone(), stop.clone());
         async move { informer.run(stop).await }
     });
-    assert!(registration.wait_for_sync().await);
+    registration.wait_for_sync().await.unwrap();
     assert_eq!(count.get(), OBJECTS as u64);
     assert_eq!(informer.cache().len(), OBJECTS);
     stop.cancel();

@@ -25,11 +25,14 @@ fn synced<U: Object>(
     let informer = informer.clone();
     async move {
         // The informer syncs first (and warns while it is never run), then the stream catches up.
-        let synced = informer.wait_for_sync().await && registration.wait_for_sync().await;
-        let name = informer.name();
-        if !synced {
+        let synced = match informer.wait_for_sync().await {
+            Ok(()) => registration.wait_for_sync().await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = synced {
             warn!(
-                informer = name,
+                informer = informer.name(),
+                error = %err,
                 "the informer stopped before its cache synced; the controller will not start"
             );
             std::future::pending::<()>().await;
@@ -81,7 +84,7 @@ impl<T: Object> Controller<T> {
     /// }
     ///
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), cache_core::informer::InformerError> {
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let (pod_source, node_source) = (MemorySource::new(), MemorySource::new());
     /// pod_source.put(Pod { name: "web".into(), node: "n1".into(), rv: None });
     /// node_source.put(Node { name: "n1".into(), cordoned: false, rv: None });
@@ -101,7 +104,7 @@ impl<T: Object> Controller<T> {
     /// });
     /// let run = tokio::spawn(controller.run(reconcile, Arc::new(()), stop.clone()));
     ///
-    /// assert!(handle.wait_for_sync().await);
+    /// handle.wait_for_sync().await?;
     /// node_source.put(Node { name: "n1".into(), cordoned: true, rv: None });
     /// while handle.stats().reconciles < 2 {
     ///     tokio::task::yield_now().await;

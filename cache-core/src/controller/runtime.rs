@@ -5,8 +5,8 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
@@ -22,6 +22,7 @@ use tracing::{Instrument, debug, error, info, warn};
 use super::action::{Action, Kind};
 use super::context::{CacheMap, Context, Shared};
 use super::telemetry::{ReconcileMetrics, StoreMetrics};
+use crate::informer::SyncError;
 use crate::leader::{ElectionState, LeaderElector, LeaderHandle, Leadership};
 use crate::object::Object;
 use crate::reflector::{Reflector, ReflectorStats};
@@ -100,6 +101,8 @@ enum Phase {
 
 /// The state a controller shares with its handles.
 struct Status {
+    /// The controller's name, for the error of [`ControllerHandle::wait_for_sync`].
+    name: Mutex<String>,
     phase: watch::Sender<Phase>,
     reconciles: AtomicU64,
     successes: AtomicU64,
@@ -112,8 +115,9 @@ struct Status {
 }
 
 impl Status {
-    fn new() -> Self {
+    fn new(name: String) -> Self {
         Self {
+            name: Mutex::new(name),
             phase: watch::Sender::new(Phase::Starting),
             reconciles: AtomicU64::new(0),
             successes: AtomicU64::new(0),
@@ -137,6 +141,13 @@ impl Status {
             interrupted: self.interrupted.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
         }
+    }
+
+    fn name(&self) -> String {
+        self.name
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn set_phase(&self, phase: Phase) {
@@ -167,17 +178,23 @@ impl ControllerHandle {
         *self.status.phase.borrow() == Phase::Ready
     }
 
-    /// Waits until the controller is ready, or stopping. Returns whether it is ready (false if
-    /// it was cancelled before its caches synced).
-    #[must_use = "false means the controller was cancelled before its caches synced"]
-    pub async fn wait_for_sync(&self) -> bool {
+    /// Waits until the controller is ready (its caches have synced), or stopping.
+    ///
+    /// # Errors
+    ///
+    /// A [`SyncError`] naming the controller if it was cancelled before its caches synced.
+    pub async fn wait_for_sync(&self) -> Result<(), SyncError> {
         let mut rx = self.status.phase.subscribe();
         // The sender lives in `self.status`: the wait cannot fail.
         let phase = rx
             .wait_for(|phase| *phase != Phase::Starting)
             .await
             .map_or(Phase::Stopped, |phase| *phase);
-        phase == Phase::Ready
+        if phase == Phase::Ready {
+            Ok(())
+        } else {
+            Err(SyncError::stopped(self.status.name()))
+        }
     }
 
     /// Whether [`Controller::run`] has returned: every reconcile it started has ended.
@@ -253,7 +270,7 @@ pub(crate) struct ObservedStore {
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), cache_core::StoreError> {
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let cache = Arc::new(Cache::<Pod>::new());
 /// cache.add(Arc::new(Pod { name: "web".into(), ready: true }))?;
 /// // Any stream of keys triggers reconciles; an informer's changes, here a channel.
@@ -267,7 +284,7 @@ pub(crate) struct ObservedStore {
 /// let stop = CancellationToken::new();
 /// let run = tokio::spawn(controller.run(reconcile, Arc::new(()), stop.clone()));
 ///
-/// assert!(handle.wait_for_sync().await);
+/// handle.wait_for_sync().await?;
 /// cache.add(Arc::new(Pod { name: "db".into(), ready: false }))?;
 /// changed.unbounded_send("db".into()).unwrap();
 /// while handle.stats().reconciles < 2 {
@@ -338,7 +355,7 @@ impl<T: Object> Controller<T> {
             metrics_interval: DEFAULT_METRICS_INTERVAL,
             shutdown_timeout: None,
             elector: None,
-            status: Arc::new(Status::new()),
+            status: Arc::new(Status::new(short_type_name::<T>().to_owned())),
         }
     }
 
@@ -346,6 +363,11 @@ impl<T: Object> Controller<T> {
     #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self.status
+            .name
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone_from(&self.name);
         self
     }
 

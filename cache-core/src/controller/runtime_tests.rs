@@ -131,7 +131,7 @@ async fn every_cached_object_is_reconciled_once_at_start() {
         log.clone(),
         stop.clone(),
     ));
-    assert!(handle.wait_for_sync().await);
+    handle.wait_for_sync().await.unwrap();
     tokio::time::sleep(secs(10)).await;
     let mut keys = log.keys();
     keys.sort();
@@ -449,7 +449,7 @@ async fn the_first_reconcile_waits_for_the_caches_to_sync() {
     assert!(!handle.is_ready());
 
     synced.send(()).unwrap();
-    assert!(handle.wait_for_sync().await);
+    handle.wait_for_sync().await.unwrap();
     log.wait_for("a", 1).await;
     log.wait_for("b", 1).await;
     tokio::time::sleep(secs(1)).await;
@@ -650,7 +650,7 @@ async fn shutdown_lets_reconciles_in_flight_finish_and_leaves_no_task() {
         data.clone(),
         stop.clone(),
     ));
-    assert!(handle.wait_for_sync().await);
+    handle.wait_for_sync().await.unwrap();
     tokio::time::sleep(secs(1)).await;
     assert_eq!(handle.stats().in_flight, 2);
     let cancelled_at = Instant::now();
@@ -716,6 +716,8 @@ async fn a_controller_cancelled_before_its_caches_sync_stops_without_reconciling
     let log = Arc::new(Log::default());
     let controller = Controller::for_cache(cache_of(&["a"])).wait_for(std::future::pending::<()>());
     let handle = controller.handle();
+    // Named after the handle was taken: the handle's error names it still.
+    let controller = controller.name("gated");
     let stop = CancellationToken::new();
     let run = tokio::spawn(controller.run(
         |item: Arc<Item>, ctx: Context<Item, Log>| async move {
@@ -727,7 +729,10 @@ async fn a_controller_cancelled_before_its_caches_sync_stops_without_reconciling
     ));
     tokio::time::sleep(secs(5)).await;
     stop.cancel();
-    assert!(!within(handle.wait_for_sync()).await);
+    assert_eq!(
+        within(handle.wait_for_sync()).await,
+        Err(crate::informer::SyncError::stopped("gated"))
+    );
     let stats = within(run).await.unwrap();
     assert_eq!(stats.reconciles, 0);
     assert!(log.keys().is_empty());
@@ -892,7 +897,7 @@ async fn metrics_are_recorded_with_no_plumbing() {
         )
     });
     let run = tokio::spawn(run);
-    assert!(handle.wait_for_sync().await);
+    handle.wait_for_sync().await.unwrap();
     log.wait_for("c", 3).await;
     tokio::time::sleep(secs(2)).await;
     let r = &recorder;
@@ -988,7 +993,7 @@ async fn a_reflectors_relists_reach_the_store_metrics() {
         )
     });
     let run = tokio::spawn(run);
-    assert!(handle.wait_for_sync().await);
+    handle.wait_for_sync().await.unwrap();
     // An expired watch: the reflector relists and watches again.
     source.put_dropping_watch(item("b"));
     source.reset_watches();
@@ -1100,7 +1105,7 @@ mod on_informers {
         let controller = Controller::new(&items).unwrap();
         let handle = controller.handle();
         let run = tokio::spawn(controller.run(record, log.clone(), stop.clone()));
-        assert!(handle.wait_for_sync().await);
+        handle.wait_for_sync().await.unwrap();
         log.wait_for("a", 1).await;
         log.wait_for("b", 1).await;
 
@@ -1135,7 +1140,7 @@ mod on_informers {
             .unwrap();
         let handle = controller.handle();
         let run = tokio::spawn(controller.run(record, log.clone(), stop.clone()));
-        assert!(handle.wait_for_sync().await);
+        handle.wait_for_sync().await.unwrap();
         for name in ["a", "b", "c", "d"] {
             log.wait_for(name, 1).await;
         }
@@ -1222,7 +1227,7 @@ mod on_informers {
             controller.run(record, Arc::new(Log::default()), stop.clone())
         });
         let run = tokio::spawn(run);
-        assert!(handle.wait_for_sync().await);
+        handle.wait_for_sync().await.unwrap();
         // The items' watch is lost: a relist follows.
         items_src.put_dropping_watch(item("c"));
         items_src.reset_watches();
@@ -1259,7 +1264,7 @@ mod on_informers {
         let (items, teams) = (informer(&items_src, "items"), informer(&teams_src, "teams"));
         let stop = CancellationToken::new();
         let informers = run_informers(&items, &teams, &stop);
-        assert!(items.wait_for_sync().await);
+        items.wait_for_sync().await.unwrap();
         let controller = Controller::new(&items).unwrap();
         stop.cancel();
         within(informers).await.unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::sync::{CacheSync, pending_syncs, wait_for_named_sync, wait_for_sync};
+use super::sync::{CacheSync, SyncError, pending_syncs, wait_for_named_sync, wait_for_sync};
 use super::{DEFAULT_BATCH_SIZE, QueueKind, SharedIndexInformer, SharedIndexInformerBuilder};
 use crate::index::Indexed;
 use crate::object::Object;
@@ -143,11 +143,12 @@ impl<T: Object> Held for SharedIndexInformer<T> {
 /// assert!(for_scheduler.cache().same_cache(for_autoscaler.cache()));
 ///
 /// factory.start();
-/// assert!(factory.wait_for_sync().await);
+/// factory.wait_for_sync().await?;
 /// assert_eq!(for_autoscaler.cache().by_node("n1").len(), 1);
 /// factory.shutdown().await;
 /// assert!(for_scheduler.is_stopped());
-/// # });
+/// # Ok::<(), cache_core::informer::SyncError>(())
+/// # }).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct InformerFactory {
@@ -318,9 +319,13 @@ impl InformerFactory {
         started
     }
 
-    /// Waits until every started informer has synced: true then, false as soon as one stops
-    /// first. Informers not started are not waited for (as in client-go).
-    pub async fn wait_for_sync(&self) -> bool {
+    /// Waits until every started informer has synced. Informers not started are not waited for
+    /// (as in client-go).
+    ///
+    /// # Errors
+    ///
+    /// A [`SyncError`] as soon as an informer stops before it synced, naming it.
+    pub async fn wait_for_sync(&self) -> Result<(), SyncError> {
         let held = self.started();
         let caches: Vec<&dyn CacheSync> = held.iter().map(|h| h.as_sync()).collect();
         wait_for_sync(&caches).await
@@ -330,7 +335,11 @@ impl InformerFactory {
     /// [`wait_for_named_sync`](super::wait_for_named_sync): for `controller`, the
     /// informers still not synced are named every
     /// [`DEFAULT_SYNC_REPORT_INTERVAL`](super::DEFAULT_SYNC_REPORT_INTERVAL).
-    pub async fn wait_for_named_sync(&self, controller: &str) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// A [`SyncError`] as soon as an informer stops before it synced, naming it.
+    pub async fn wait_for_named_sync(&self, controller: &str) -> Result<(), SyncError> {
         let held = self.started();
         let caches: Vec<&dyn CacheSync> = held.iter().map(|h| h.as_sync()).collect();
         wait_for_named_sync(controller, &caches).await

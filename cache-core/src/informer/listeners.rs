@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::InformerError;
 use super::handler::{EventHandler, HandlerOptions, InformerEvent};
+use super::{InformerError, SyncError};
 use crate::object::Object;
 use crate::store::Cache;
 use crate::{panic_message, short_type_name};
@@ -500,16 +500,19 @@ impl HandlerRegistration {
         self.shared.status.borrow().synced
     }
 
-    /// Waits until [`has_synced`](Self::has_synced): true then; false when the handler is
-    /// removed (or the informer stops) first.
-    #[must_use = "false means the handler was removed or its informer stopped before it synced"]
-    pub async fn wait_for_sync(&self) -> bool {
+    /// Waits until [`has_synced`](Self::has_synced).
+    ///
+    /// # Errors
+    ///
+    /// A [`SyncError`] naming the handler when it is removed (or its informer stops) before it
+    /// synced.
+    pub async fn wait_for_sync(&self) -> Result<(), SyncError> {
         let mut rx = self.shared.status.subscribe();
         // The sender lives in `self`: the wait cannot fail.
-        rx.wait_for(|s| s.synced || s.removed)
-            .await
-            .map(|s| s.synced)
-            .unwrap_or(false)
+        match rx.wait_for(|s| s.synced || s.removed).await {
+            Ok(status) if status.synced => Ok(()),
+            _ => Err(SyncError::stopped(self.name())),
+        }
     }
 
     /// Whether the handler was removed, or its informer stopped.

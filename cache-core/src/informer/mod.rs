@@ -117,7 +117,7 @@
 //!     let (pods, stop) = (pods.clone(), stop.clone());
 //!     async move { pods.run(stop).await }
 //! });
-//! assert!(pods.wait_for_sync().await);
+//! pods.wait_for_sync().await?;
 //! assert_eq!(added.recv().await, Some(("web-1".into(), true)));
 //!
 //! source.put(pod("web-2", "n1"));
@@ -157,7 +157,7 @@ pub use factory::{InformerFactory, InformerOptions};
 pub use handler::{EventHandler, FilteringHandler, HandlerFns, HandlerOptions, InformerEvent};
 pub use listeners::{EventStream, HandlerRegistration, MINIMUM_RESYNC_PERIOD};
 pub use sync::{
-    CacheSync, DEFAULT_SYNC_REPORT_INTERVAL, pending_syncs, wait_for_named_sync,
+    CacheSync, DEFAULT_SYNC_REPORT_INTERVAL, SyncError, pending_syncs, wait_for_named_sync,
     wait_for_named_sync_every, wait_for_sync,
 };
 
@@ -533,13 +533,16 @@ impl<T: Object> SharedIndexInformer<T> {
         self.inner.processor.status.borrow().synced
     }
 
-    /// Waits until [`has_synced`](Self::has_synced), without polling: true then, false if the
-    /// informer has stopped (or stops) before it synced.
+    /// Waits until [`has_synced`](Self::has_synced), without polling.
     ///
     /// Only [`run`](Self::run) makes an informer sync. While the informer has never been run,
     /// the wait logs a warning, with the informer's name, every [`NEVER_RUN_WARNING_PERIOD`].
-    #[must_use = "false means the informer stopped before it synced: its cache is incomplete"]
-    pub async fn wait_for_sync(&self) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// A [`SyncError`] naming the informer if it has stopped (or stops) before it synced: its
+    /// cache is incomplete.
+    pub async fn wait_for_sync(&self) -> Result<(), SyncError> {
         let period = NEVER_RUN_WARNING_PERIOD;
         let mut rx = self.inner.processor.status.subscribe();
         // The sender lives in `self`: the wait cannot fail.
@@ -549,7 +552,12 @@ impl<T: Object> SharedIndexInformer<T> {
         let waited = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                status = &mut wait => return status.map(|s| s.synced).unwrap_or(false),
+                status = &mut wait => {
+                    return match status {
+                        Ok(status) if status.synced => Ok(()),
+                        _ => Err(SyncError::stopped(self.name())),
+                    };
+                }
                 _ = warn_at.tick() => {
                     if !self.is_started() {
                         warn!(

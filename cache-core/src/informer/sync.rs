@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tracing::{info, warn};
@@ -16,6 +17,54 @@ use crate::object::Object;
 /// told otherwise ([`wait_for_named_sync_every`]).
 pub const DEFAULT_SYNC_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
+/// A wait for a first sync that cannot succeed any more: the caches it names stopped before
+/// they synced (an informer stopped, a handler was removed or its informer stopped, a
+/// controller was cancelled), so what they hold is incomplete.
+///
+/// Every sync wait returns it: [`SharedIndexInformer::wait_for_sync`],
+/// [`HandlerRegistration::wait_for_sync`], [`CacheSync::wait_for_sync`], the waits for several
+/// caches ([`wait_for_sync`], [`wait_for_named_sync`]), the
+/// [factory's](super::InformerFactory::wait_for_sync) and the
+/// [controller handle's](crate::controller::ControllerHandle::wait_for_sync).
+///
+/// ```
+/// use cache_core::informer::SyncError;
+///
+/// let err = SyncError::stopped("pods");
+/// assert_eq!(err.names(), ["pods"]);
+/// assert_eq!(err.to_string(), "\"pods\" stopped before it synced");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", describe(&self.names))]
+pub struct SyncError {
+    names: Vec<String>,
+}
+
+impl SyncError {
+    /// The error of the cache named `name`, stopped before it synced.
+    pub fn stopped(name: impl Into<String>) -> Self {
+        Self {
+            names: vec![name.into()],
+        }
+    }
+
+    /// The names of the caches that stopped before they synced: one, or, from a wait for
+    /// several caches, each of those found stopped when the wait ended, in the order they were
+    /// given.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+fn describe(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    match quoted.as_slice() {
+        [] => "a cache stopped before it synced".to_owned(),
+        [one] => format!("{one} stopped before it synced"),
+        [init @ .., last] => format!("{} and {last} stopped before they synced", init.join(", ")),
+    }
+}
+
 /// Something whose first sync can be awaited, whatever the type of its objects: an informer
 /// ([`SharedIndexInformer`]) or a handler's registration ([`HandlerRegistration`]), so that the
 /// caches of a controller are awaited together (client-go's `InformerSynced`).
@@ -26,8 +75,13 @@ pub trait CacheSync: Send + Sync {
     /// Whether it has synced.
     fn has_synced(&self) -> bool;
 
-    /// Waits until it has synced: true then; false when it stops (or is removed) first.
-    fn wait_for_sync(&self) -> BoxFuture<'_, bool>;
+    /// Waits until it has synced.
+    ///
+    /// # Errors
+    ///
+    /// A [`SyncError`] naming it ([`sync_name`](Self::sync_name)) when it stops (or is removed)
+    /// before it synced.
+    fn wait_for_sync(&self) -> BoxFuture<'_, Result<(), SyncError>>;
 }
 
 impl<T: Object> CacheSync for SharedIndexInformer<T> {
@@ -37,7 +91,7 @@ impl<T: Object> CacheSync for SharedIndexInformer<T> {
     fn has_synced(&self) -> bool {
         SharedIndexInformer::has_synced(self)
     }
-    fn wait_for_sync(&self) -> BoxFuture<'_, bool> {
+    fn wait_for_sync(&self) -> BoxFuture<'_, Result<(), SyncError>> {
         Box::pin(self.wait_for_sync())
     }
 }
@@ -49,7 +103,7 @@ impl CacheSync for HandlerRegistration {
     fn has_synced(&self) -> bool {
         HandlerRegistration::has_synced(self)
     }
-    fn wait_for_sync(&self) -> BoxFuture<'_, bool> {
+    fn wait_for_sync(&self) -> BoxFuture<'_, Result<(), SyncError>> {
         Box::pin(HandlerRegistration::wait_for_sync(self))
     }
 }
@@ -61,7 +115,7 @@ impl<C: CacheSync + ?Sized> CacheSync for Arc<C> {
     fn has_synced(&self) -> bool {
         (**self).has_synced()
     }
-    fn wait_for_sync(&self) -> BoxFuture<'_, bool> {
+    fn wait_for_sync(&self) -> BoxFuture<'_, Result<(), SyncError>> {
         (**self).wait_for_sync()
     }
 }
@@ -75,12 +129,16 @@ pub fn pending_syncs<'a>(caches: &[&'a dyn CacheSync]) -> Vec<&'a str> {
         .collect()
 }
 
-/// Waits until every one of `caches` has synced (client-go's `WaitForCacheSync`): true then.
-/// False as soon as one of them stops before it synced, without waiting for the others. No
-/// cache at all is true at once.
+/// Waits until every one of `caches` has synced (client-go's `WaitForCacheSync`); with no
+/// cache at all, it returns at once.
 ///
 /// It does not poll: each cache wakes the wait when it syncs. Bound the wait with
 /// [`tokio::time::timeout`] or a `select!` on a cancellation.
+///
+/// # Errors
+///
+/// A [`SyncError`] as soon as one of the caches stops before it synced, without waiting for
+/// the others: it names that cache, and any other found stopped by then.
 ///
 /// ```
 /// use cache_core::informer::{wait_for_sync, SharedIndexInformer};
@@ -101,46 +159,78 @@ pub fn pending_syncs<'a>(caches: &[&'a dyn CacheSync]) -> Vec<&'a str> {
 ///     tokio::spawn({ let (i, s) = (pods.clone(), stop.clone()); async move { i.run(s).await } }),
 ///     tokio::spawn({ let (i, s) = (nodes.clone(), stop.clone()); async move { i.run(s).await } }),
 /// ] { drop(run); }
-/// assert!(wait_for_sync(&[&pods, &nodes]).await);
+/// wait_for_sync(&[&pods, &nodes]).await?;
 /// stop.cancel();
-/// # });
+/// # Ok::<(), cache_core::informer::SyncError>(())
+/// # }).unwrap();
 /// ```
-#[must_use = "false means a cache stopped before it synced"]
-pub async fn wait_for_sync(caches: &[&dyn CacheSync]) -> bool {
-    let mut waits: FuturesUnordered<_> = caches.iter().map(|c| c.wait_for_sync()).collect();
-    while let Some(synced) = waits.next().await {
-        if !synced {
-            return false;
+pub async fn wait_for_sync(caches: &[&dyn CacheSync]) -> Result<(), SyncError> {
+    let mut waits = indexed_waits(caches);
+    while let Some((index, synced)) = waits.next().await {
+        if let Err(err) = synced {
+            return Err(with_others_stopped(index, err, &mut waits));
         }
     }
-    true
+    Ok(())
+}
+
+/// The waits of `caches`, each with its place in `caches`.
+fn indexed_waits<'a>(
+    caches: &[&'a dyn CacheSync],
+) -> FuturesUnordered<BoxFuture<'a, (usize, Result<(), SyncError>)>> {
+    caches
+        .iter()
+        .enumerate()
+        .map(|(index, c)| c.wait_for_sync().map(move |r| (index, r)).boxed())
+        .collect()
+}
+
+/// The error `first` (of the cache at `index`) with those of the other waits that have ended
+/// in an error too by now, in the order of the caches.
+fn with_others_stopped(
+    index: usize,
+    first: SyncError,
+    waits: &mut FuturesUnordered<BoxFuture<'_, (usize, Result<(), SyncError>)>>,
+) -> SyncError {
+    let mut stopped = vec![(index, first)];
+    while let Some(Some((index, synced))) = waits.next().now_or_never() {
+        if let Err(err) = synced {
+            stopped.push((index, err));
+        }
+    }
+    stopped.sort_by_key(|(index, _)| *index);
+    SyncError {
+        names: stopped.into_iter().flat_map(|(_, e)| e.names).collect(),
+    }
 }
 
 /// [`wait_for_sync`] for the caches of the controller `controller`, with logs
 /// (client-go's `WaitForNamedCacheSync`, and more): it logs when the wait starts, names the
 /// caches still not synced every [`DEFAULT_SYNC_REPORT_INTERVAL`] (a warning), and logs the
 /// end: synced, or which cache stopped first.
-#[must_use = "false means a cache stopped before it synced"]
-pub async fn wait_for_named_sync(controller: &str, caches: &[&dyn CacheSync]) -> bool {
+///
+/// # Errors
+///
+/// As [`wait_for_sync`]: a [`SyncError`] as soon as a cache stops before it synced.
+pub async fn wait_for_named_sync(
+    controller: &str,
+    caches: &[&dyn CacheSync],
+) -> Result<(), SyncError> {
     wait_for_named_sync_every(controller, caches, DEFAULT_SYNC_REPORT_INTERVAL).await
 }
 
 /// [`wait_for_named_sync`], naming the late caches every `report_every` (zero: never).
-#[must_use = "false means a cache stopped before it synced"]
+///
+/// # Errors
+///
+/// As [`wait_for_sync`]: a [`SyncError`] as soon as a cache stops before it synced.
 pub async fn wait_for_named_sync_every(
     controller: &str,
     caches: &[&dyn CacheSync],
     report_every: Duration,
-) -> bool {
+) -> Result<(), SyncError> {
     info!(controller, "Waiting for caches to sync");
-    let mut waits: FuturesUnordered<_> = caches
-        .iter()
-        .map(|c| {
-            let name = c.sync_name();
-            let wait = c.wait_for_sync();
-            async move { (name, wait.await) }
-        })
-        .collect();
+    let mut waits = indexed_waits(caches);
     let mut report = (!report_every.is_zero()).then(|| {
         let start = tokio::time::Instant::now() + report_every;
         tokio::time::interval_at(start, report_every)
@@ -157,10 +247,11 @@ pub async fn wait_for_named_sync_every(
         tokio::select! {
             next = waits.next() => match next {
                 None => break,
-                Some((_, true)) => {}
-                Some((name, false)) => {
-                    warn!(controller, cache = name, "unable to sync caches: a cache stopped before it synced");
-                    return false;
+                Some((_, Ok(()))) => {}
+                Some((index, Err(err))) => {
+                    let err = with_others_stopped(index, err, &mut waits);
+                    warn!(controller, error = %err, "unable to sync caches");
+                    return Err(err);
                 }
             },
             () = tick => {
@@ -172,5 +263,5 @@ pub async fn wait_for_named_sync_every(
         }
     }
     info!(controller, "Caches are synced");
-    true
+    Ok(())
 }

@@ -937,7 +937,7 @@ mod tests {
             async move { informer.run(cancel).await }
         });
         source.put(unversioned("web", "old"));
-        assert!(informer.wait_for_sync().await);
+        informer.wait_for_sync().await.unwrap();
         until("the informer holds web", || {
             informer.cache().get_by_key(&key("web")).is_some()
         })

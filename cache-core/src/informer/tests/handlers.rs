@@ -23,9 +23,9 @@ async fn handlers_added_before_the_start_get_the_initial_list() {
     assert!(!informer.has_synced());
 
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
-    assert!(reg_a.wait_for_sync().await);
-    assert!(reg_b.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
+    reg_a.wait_for_sync().await.unwrap();
+    reg_b.wait_for_sync().await.unwrap();
     for r in [&a, &b] {
         let mut lines = r.lines();
         lines.sort();
@@ -48,14 +48,14 @@ async fn a_handler_added_while_running_gets_what_is_cached_first() {
     let reg1 = informer.add_event_handler(first.clone()).unwrap();
     assert!(!reg1.has_synced());
     let (cancel, task) = start(&informer);
-    assert!(reg1.wait_for_sync().await);
+    reg1.wait_for_sync().await.unwrap();
     assert!(reg1.has_synced());
 
     let second = Recorder::new();
     let reg2 = informer.add_event_handler(second.clone()).unwrap();
     // Its synthetic add is queued but not handled yet: the task has not run.
     assert!(!reg2.has_synced());
-    assert!(reg2.wait_for_sync().await);
+    reg2.wait_for_sync().await.unwrap();
     assert_eq!(second.lines(), ["add pod1 2 initial"]);
 
     source.put(pod("pod2", 2));
@@ -72,7 +72,7 @@ async fn a_late_handler_misses_nothing_and_gets_nothing_twice() {
     let source = MemorySource::new();
     let informer = informer(&source).build();
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     let writer = tokio::spawn({
         let source = source.clone();
         async move {
@@ -181,7 +181,8 @@ async fn registrations_are_per_informer_and_per_call() {
         handler.lines(),
         ["add pod1 2 initial", "add pod1 2 initial"]
     );
-    assert!(second.wait_for_sync().await && third.wait_for_sync().await);
+    second.wait_for_sync().await.unwrap();
+    third.wait_for_sync().await.unwrap();
     stop(cancel, task).await;
 }
 
@@ -201,7 +202,7 @@ async fn shut_down_event_handler_returns_promptly_when_nothing_runs() {
 
     let before = informer.add_event_handler(Recorder::new()).unwrap();
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     let after = informer.add_event_handler(Recorder::new()).unwrap();
     for reg in [&before, &after] {
         tokio::time::timeout(
@@ -302,7 +303,7 @@ async fn a_slow_handler_blocks_neither_the_others_nor_the_cache() {
     let fast = Recorder::new();
     informer.add_event_handler(fast.clone()).unwrap();
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
 
     source.put(pod("p000", 0));
     let first = tokio::task::spawn_blocking(move || {
@@ -371,11 +372,11 @@ async fn a_panicking_handler_loses_that_notification_and_goes_on() {
     let calm = Recorder::new();
     let calm_reg = informer.add_event_handler(calm.clone()).unwrap();
     let (cancel, task) = start(&informer);
-    assert!(calm_reg.wait_for_sync().await);
-    assert!(
-        panicky_reg.wait_for_sync().await,
-        "the lost add counts as handled"
-    );
+    calm_reg.wait_for_sync().await.unwrap();
+    panicky_reg
+        .wait_for_sync()
+        .await
+        .expect("the lost add counts as handled");
     assert_eq!(calm.len(), 3);
     assert_eq!(panicky.names(), ["pod1", "pod3"]);
 
@@ -413,7 +414,7 @@ async fn the_event_stream_yields_what_a_handler_gets_and_ends_at_the_stop() {
     let (cancel, task) = start(&informer);
     let first = events.next().await.unwrap();
     assert_eq!(describe(&first), "add pod1 2 initial");
-    assert!(events.registration().wait_for_sync().await);
+    events.registration().wait_for_sync().await.unwrap();
 
     let rv2 = source.put(pod("pod1", 2));
     let rv3 = source.delete(&"pod1".to_owned()).unwrap();

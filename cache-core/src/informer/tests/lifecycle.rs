@@ -52,7 +52,7 @@ async fn a_stopped_informer_refuses_handlers() {
     let informer = informer(&source).build();
     let reg = informer.add_event_handler(Recorder::new()).unwrap();
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     stop(cancel, task).await;
 
     let refused = informer
@@ -95,7 +95,7 @@ async fn an_informer_runs_once() {
     let source = MemorySource::new();
     let informer = informer(&source).build();
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     tokio::time::timeout(
         Duration::from_secs(1),
         informer.run(CancellationToken::new()),
@@ -114,7 +114,7 @@ async fn an_informer_runs_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn wait_for_cache_sync_is_false_when_stopped_first() {
+async fn wait_for_sync_fails_naming_the_cache_when_stopped_first() {
     let source = MemorySource::with_options(
         crate::source::memory::MemorySourceOptions::default().watch_list(false),
     );
@@ -123,7 +123,9 @@ async fn wait_for_cache_sync_is_false_when_stopped_first() {
         crate::source::SourceError::new(crate::source::SourceErrorKind::Other, "down"),
     );
     let informer = informer(&source).build();
-    let reg = informer.add_event_handler(Recorder::new()).unwrap();
+    let reg = informer
+        .add_event_handler_with(Recorder::new(), HandlerOptions::new().name("recorder"))
+        .unwrap();
     let (cancel, task) = start(&informer);
     let waiter = tokio::spawn({
         let informer = informer.clone();
@@ -132,8 +134,14 @@ async fn wait_for_cache_sync_is_false_when_stopped_first() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert!(!informer.has_synced());
     stop(cancel, task).await;
-    assert!(!waiter.await.unwrap());
-    assert!(!reg.wait_for_sync().await);
+    assert_eq!(waiter.await.unwrap(), Err(SyncError::stopped("pods")));
+    assert_eq!(
+        reg.wait_for_sync().await,
+        Err(SyncError::stopped("recorder"))
+    );
+    // Both at once: each is named, in the order given.
+    let err = wait_for_sync(&[&reg, &informer]).await.unwrap_err();
+    assert_eq!(err.names(), ["recorder", "pods"]);
 }
 
 /// client-go's TestShutdown: with handlers added before and after the start and a stream, and
@@ -154,7 +162,7 @@ async fn no_task_is_left_after_the_stop() {
     informer.add_event_handler(Recorder::new()).unwrap();
     let mut events = informer.events().unwrap();
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     let late = informer.add_event_handler(Recorder::new()).unwrap();
     let removed = informer.add_event_handler(Recorder::new()).unwrap();
     informer.remove_event_handler(&removed);
@@ -184,7 +192,7 @@ async fn dropping_run_stops_the_handlers() {
     let informer = informer(&source).build();
     let reg = informer.add_event_handler(Recorder::new()).unwrap();
     let (_cancel, task) = start(&informer);
-    assert!(reg.wait_for_sync().await);
+    reg.wait_for_sync().await.unwrap();
     task.abort();
     let _ = task.await;
     assert!(informer.is_stopped());
@@ -281,12 +289,13 @@ async fn handlers_added_while_the_informer_starts_get_the_list_once() {
     let (cancel, task) = start(&informer);
     let mirrors: Vec<(Mirror, HandlerRegistration)> =
         adders.into_iter().flat_map(|t| t.join().unwrap()).collect();
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     let expected = content(informer.cache());
     assert_eq!(expected.len(), 200);
     for (mirror, reg) in &mirrors {
         tokio::time::timeout(Duration::from_secs(30), reg.wait_for_sync())
             .await
+            .expect("every handler syncs in time")
             .expect("every handler syncs");
         let picture = mirror.0.lock().unwrap();
         assert_eq!(picture.content(), expected);

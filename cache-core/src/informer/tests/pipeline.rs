@@ -64,7 +64,7 @@ async fn watch_disruption_then_relist() {
             )
             .unwrap();
         let (cancel, task) = start(&informer);
-        assert!(informer.wait_for_sync().await);
+        informer.wait_for_sync().await.unwrap();
         until("the initial list", || {
             no_resync.len() == 2 && resync.len() == 2
         })
@@ -141,7 +141,7 @@ async fn the_transform_runs_once_per_incoming_object() {
         let seen = Recorder::new();
         informer.add_event_handler(seen.clone()).unwrap();
         let (cancel, task) = start(&informer);
-        assert!(informer.wait_for_sync().await);
+        informer.wait_for_sync().await.unwrap();
         until("the initial adds", || seen.len() == 2).await;
         assert_eq!(seen.names(), ["POD1", "POD2"], "{kind:?}");
         assert_eq!(calls.load(Ordering::SeqCst), 2, "{kind:?}");
@@ -185,7 +185,7 @@ async fn the_watch_error_handler_receives_a_list_error() {
     assert!(first.contains("Access Denied"), "{first}");
     assert!(!informer.has_synced());
     // The reflector backs off and lists again.
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     assert_eq!(informer.cache().len(), 1);
     stop(cancel, task).await;
 }
@@ -264,7 +264,7 @@ async fn a_relist_deletes_first_then_updates_in_list_order() {
             })
             .unwrap();
         let (cancel, task) = start(&informer);
-        assert!(informer.wait_for_sync().await);
+        informer.wait_for_sync().await.unwrap();
         until("the first add", || lines.len() == 1).await;
         let rv1 = rv1.as_str();
         assert_eq!(
@@ -538,7 +538,7 @@ async fn the_cache_version_follows_modify_and_delete() {
         source.put(pod("pod-1", 1));
         let informer = informer(&source).queue(kind).build();
         let (cancel, task) = start(&informer);
-        assert!(informer.wait_for_sync().await);
+        informer.wait_for_sync().await.unwrap();
 
         let rv = source.put(pod("pod-1", 2));
         until("the modify", || {
@@ -575,7 +575,7 @@ async fn indexes_added_after_the_start_are_populated() {
     )
     .build();
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     let names = |idx: &str, v: &str| -> Vec<String> {
         let mut n: Vec<String> = informer
             .cache()
@@ -622,7 +622,7 @@ async fn the_delta_fifo_path_announces_every_change() {
     let mirror = Mirror::default();
     informer.add_event_handler(mirror.clone()).unwrap();
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     for i in 0..50u32 {
         source.put(pod(&format!("p{}", i % 7), i));
         if i % 3 == 0 {
@@ -680,7 +680,7 @@ async fn the_read_only_cache_handle_sees_the_informers_writes() {
     let reader = informer.cache().clone();
     assert!(reader.is_empty());
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     assert_eq!(content(&reader), content(informer.cache()));
     assert_eq!(reader.len(), 1);
 

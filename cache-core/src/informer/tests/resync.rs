@@ -44,7 +44,7 @@ async fn listener_resync_periods(start_delay: Duration) {
 
     tokio::time::sleep(start_delay).await;
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     for r in [&never, &two, &three] {
         until("the initial list", || r.len() == 2).await;
         let mut lines = r.take();
@@ -165,7 +165,7 @@ async fn resync_check_period_rules() {
     // After the start, a shorter period is raised to the check period, which stays.
     let informer = self::informer(&source).resync(secs(10)).build();
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     let late = informer
         .add_event_handler_with(
             Recorder::new(),
@@ -192,7 +192,7 @@ async fn an_informer_without_resync_resyncs_no_handler() {
     source.put(pod("pod1", 1));
     let informer = informer(&source).build();
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     let seen = Recorder::new();
     let reg = informer
         .add_event_handler_with(
@@ -227,7 +227,7 @@ async fn resync_works_with_every_queue() {
             )
             .unwrap();
         let (cancel, task) = start(&informer);
-        assert!(informer.wait_for_sync().await);
+        informer.wait_for_sync().await.unwrap();
         tokio::time::sleep(Duration::from_millis(3500)).await;
         let expected_sync = format!("update pod1 {0}->{0}", rv.as_str());
         let lines = due.lines();

@@ -97,12 +97,12 @@ async fn one_wait_for_informers_of_different_types() {
     let nodes = SharedIndexInformer::<Node>::builder(nodes_source.clone())
         .name("nodes")
         .build();
-    assert!(wait_for_sync(&[]).await, "nothing to wait for");
+    assert_eq!(wait_for_sync(&[]).await, Ok(()), "nothing to wait for");
 
     let cancel = CancellationToken::new();
     let tasks = [run_informer(&pods, &cancel), run_informer(&nodes, &cancel)];
     let start = tokio::time::Instant::now();
-    assert!(wait_for_sync(&[&pods, &nodes]).await);
+    wait_for_sync(&[&pods, &nodes]).await.unwrap();
     // It waited for the slow one, and both caches are filled.
     assert!(start.elapsed() >= Duration::from_secs(5));
     assert!(pods.has_synced() && nodes.has_synced());
@@ -115,7 +115,7 @@ async fn one_wait_for_informers_of_different_types() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_cache_that_stops_unsynced_ends_the_wait_with_false_at_once() {
+async fn a_cache_that_stops_unsynced_ends_the_wait_at_once_naming_it() {
     let slow = MemorySource::new();
     slow.set_delay(Duration::from_secs(3600));
     let stopping = informer(&slow).name("stopping").build();
@@ -133,8 +133,56 @@ async fn a_cache_that_stops_unsynced_ends_the_wait_with_false_at_once() {
     assert!(!waiting.is_finished());
     assert_eq!(pending_syncs(&[&never, &stopping]), ["never", "stopping"]);
     cancel.cancel();
-    assert!(!waiting.await.unwrap(), "stopped before it synced");
+    let err = waiting.await.unwrap().unwrap_err();
+    assert_eq!(
+        err,
+        SyncError::stopped("stopping"),
+        "stopped before it synced"
+    );
+    assert_eq!(err.to_string(), r#""stopping" stopped before it synced"#);
     task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_error_names_every_cache_found_stopped_in_their_order() {
+    let slow = MemorySource::new();
+    slow.set_delay(Duration::from_secs(3600));
+    let synced_source = MemorySource::new();
+    synced_source.put(pod("p1", 1));
+    let (first, second) = (
+        informer(&slow).name("first").build(),
+        informer(&slow).name("second").build(),
+    );
+    let synced = informer(&synced_source).name("synced").build();
+    let never = SharedIndexInformer::<Node>::builder(MemorySource::new())
+        .name("never")
+        .build();
+    let cancel = CancellationToken::new();
+    let tasks = [
+        run_informer(&second, &cancel),
+        run_informer(&first, &cancel),
+    ];
+    let keep = CancellationToken::new();
+    let synced_task = run_informer(&synced, &keep);
+    synced.wait_for_sync().await.unwrap();
+    cancel.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let err = wait_for_sync(&[&second, &never, &synced, &first])
+        .await
+        .unwrap_err();
+    assert_eq!(err.names(), ["second", "first"], "in the order given");
+    assert_eq!(
+        err.to_string(),
+        r#""second" and "first" stopped before they synced"#
+    );
+    let err = wait_for_named_sync("scheduler", &[&synced, &first])
+        .await
+        .unwrap_err();
+    assert_eq!(err, SyncError::stopped("first"));
+    keep.cancel();
+    synced_task.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -149,7 +197,7 @@ async fn handler_registrations_are_awaited_like_informers() {
     assert_eq!(pending_syncs(&[&registration]), ["recorder"]);
     let cancel = CancellationToken::new();
     let task = run_informer(&pods, &cancel);
-    assert!(wait_for_sync(&[&registration, &pods]).await);
+    wait_for_sync(&[&registration, &pods]).await.unwrap();
     // The registration synced: its handler has had the initial add.
     let lines = seen.lines();
     assert_eq!(lines.len(), 1);
@@ -232,7 +280,9 @@ async fn the_named_wait_logs_the_late_caches_by_name() {
     ];
     let start = tokio::time::Instant::now();
     let caches: [&dyn CacheSync; 3] = [&pods, &nodes, &svcs];
-    assert!(wait_for_named_sync_every("scheduler", &caches, Duration::from_secs(10)).await);
+    wait_for_named_sync_every("scheduler", &caches, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert!(start.elapsed() >= Duration::from_secs(25));
     assert_eq!(
         logs.about("scheduler"),
@@ -258,14 +308,17 @@ async fn the_named_wait_logs_the_late_caches_by_name() {
     });
     tokio::time::sleep(DEFAULT_SYNC_REPORT_INTERVAL + Duration::from_secs(1)).await;
     stop_stuck.cancel();
-    assert!(!waiting.await.unwrap());
+    assert_eq!(
+        waiting.await.unwrap(),
+        Err(SyncError::stopped("stuck-nodes"))
+    );
     stuck_task.await.unwrap();
     assert_eq!(
         logs.about("autoscaler"),
         [
             "INFO message=Waiting for caches to sync",
             "WARN message=caches not synced yet late=stuck-nodes",
-            "WARN message=unable to sync caches: a cache stopped before it synced cache=stuck-nodes",
+            r#"WARN message=unable to sync caches error="stuck-nodes" stopped before it synced"#,
         ]
     );
     cancel.cancel();
@@ -359,14 +412,15 @@ async fn the_factory_starts_them_together_waits_once_and_shuts_down() {
             .unwrap();
     }
     assert!(!first_nodes.is_started());
-    assert!(
+    assert_eq!(
         factory.wait_for_sync().await,
+        Ok(()),
         "nothing started, nothing to wait for"
     );
 
     assert_eq!(factory.start(), 2);
     assert_eq!(factory.start(), 0, "already running");
-    assert!(factory.wait_for_named_sync("controllers").await);
+    factory.wait_for_named_sync("controllers").await.unwrap();
     assert!(first_nodes.is_started() && first_svcs.is_started());
     assert!(first_nodes.has_synced() && second_svcs.has_synced());
     assert!(factory.pending().is_empty());
@@ -391,7 +445,7 @@ async fn the_factory_starts_them_together_waits_once_and_shuts_down() {
     assert!(!late.is_started());
     assert_eq!(factory.start(), 1);
     assert_eq!(factory.pending(), ["late/Node"]);
-    assert!(factory.wait_for_sync().await);
+    factory.wait_for_sync().await.unwrap();
 
     factory.shutdown().await;
     for stopped in [

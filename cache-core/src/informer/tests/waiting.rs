@@ -80,26 +80,29 @@ async fn a_running_informer_that_is_slow_to_sync_is_not_called_never_run() {
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (cancel, task) = start(&informer);
-    assert!(waiting.await.unwrap());
+    waiting.await.unwrap().unwrap();
     tokio::time::sleep(NEVER_RUN_WARNING_PERIOD * 2).await;
     assert_eq!(never_run_warnings(&warnings), Vec::<String>::new());
     stop(cancel, task).await;
 }
 
 #[tokio::test(start_paused = true)]
-async fn waiting_on_a_stopped_informer_answers_false_at_once() {
+async fn waiting_on_a_stopped_informer_fails_at_once_naming_it() {
     let source = MemorySource::new();
     let informer = informer(&source).build();
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     stop(cancel, task).await;
-    // It synced before the stop: still true.
-    assert!(informer.wait_for_sync().await);
+    // It synced before the stop: still synced.
+    informer.wait_for_sync().await.unwrap();
 
-    // Stopped before its first list: false, without waiting.
+    // Stopped before its first list: an error naming it, without waiting.
     let unsynced = informer_that_stops_before_it_syncs().await;
     let started = tokio::time::Instant::now();
-    assert!(!unsynced.wait_for_sync().await);
+    assert_eq!(
+        unsynced.wait_for_sync().await,
+        Err(SyncError::stopped(unsynced.name()))
+    );
     assert_eq!(started.elapsed(), Duration::ZERO);
 }
 
@@ -157,7 +160,7 @@ async fn the_page_size_option_reaches_the_reflector() {
         .page_size(2)
         .build();
     let (cancel, task) = start(&informer);
-    assert!(informer.wait_for_sync().await);
+    informer.wait_for_sync().await.unwrap();
     assert_eq!(informer.cache().len(), 5);
     assert_eq!(source.stats().lists, 3, "five objects in pages of two");
     stop(cancel, task).await;
