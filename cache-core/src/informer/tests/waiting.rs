@@ -6,52 +6,17 @@ use crate::reflector::ReflectorOptions;
 
 use super::*;
 
-/// Collects the warnings logged on this thread while it is the default subscriber.
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-impl Warnings {
-    fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-impl tracing::Subscriber for Warnings {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        if *event.metadata().level() != tracing::Level::WARN {
-            return;
-        }
-        let mut line = String::new();
-        event.record(
-            &mut |field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
-                let _ = write!(line, "{}={:?} ", field.name(), value);
-            },
-        );
-        self.0.lock().unwrap().push(line);
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-fn never_run_warnings(warnings: &Warnings) -> Vec<String> {
-    warnings
-        .lines()
+/// The warnings about an informer that was never run, among the captured log lines.
+fn never_run_warnings(logs: &LogCapture) -> Vec<String> {
+    logs.lines()
         .into_iter()
-        .filter(|l| l.contains("never run"))
+        .filter(|l| l.starts_with("WARN") && l.contains("never run"))
         .collect()
 }
 
 #[tokio::test(start_paused = true)]
 async fn waiting_on_an_informer_that_was_never_run_warns_with_its_name() {
-    let warnings = Warnings::default();
+    let warnings = LogCapture::default();
     let _guard = tracing::subscriber::set_default(warnings.clone());
     let source = MemorySource::new();
     let informer = informer(&source).build();
@@ -69,7 +34,7 @@ async fn waiting_on_an_informer_that_was_never_run_warns_with_its_name() {
 
 #[tokio::test(start_paused = true)]
 async fn a_running_informer_that_is_slow_to_sync_is_not_called_never_run() {
-    let warnings = Warnings::default();
+    let warnings = LogCapture::default();
     let _guard = tracing::subscriber::set_default(warnings.clone());
     let source = MemorySource::new();
     source.put(pod("pod1", 1));
@@ -126,7 +91,7 @@ async fn informer_that_stops_before_it_syncs() -> SharedIndexInformer<Pod> {
 
 #[tokio::test(start_paused = true)]
 async fn a_controller_on_an_informer_that_was_never_run_warns_with_its_name() {
-    let warnings = Warnings::default();
+    let warnings = LogCapture::default();
     let _guard = tracing::subscriber::set_default(warnings.clone());
     let source = MemorySource::new();
     let informer = informer(&source).build();
