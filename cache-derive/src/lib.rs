@@ -7,6 +7,7 @@
 //! writes the code, and `fallback` writes what is still sound when the input is wrong, so one
 //! mistake is one error. Every error is collected (not just the first) and spanned on the
 //! tokens that cause it.
+#![forbid(unsafe_code)]
 
 mod ast;
 mod attr;

@@ -1,6 +1,7 @@
 //! A tour of the indexed cache: fill it, query it by index, hold a snapshot while it changes.
 //!
 //! Run with `cargo run --release -p examples --example cache_basics`.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -13,6 +13,7 @@
 //! Options: `--endpoints a,b,c` (default `127.0.0.1:2379`), `--prefix P`, `--seed N` (write N
 //! demo pods first), `--every SECS` (between reports, default 2), `--for SECS` (stop after;
 //! default: run until killed).
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::error::Error;

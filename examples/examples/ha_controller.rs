@@ -10,6 +10,7 @@
 //! Run with `cargo run -p examples --example ha_controller`. It ends by itself after about
 //! 15 s, and exits with an error if no replica took over, if two terms overlapped, or if a
 //! reconcile ran outside its replica's term.
+#![forbid(unsafe_code)]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -14,6 +14,7 @@
 //! ```
 //!
 //! cache-kube's tests run it against a real kube-apiserver (`tests/controller_example.rs`).
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@
 //! ```
 //!
 //! CI only builds it.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,6 +5,7 @@
 //! Run with `cargo run --release -p examples --example quickstart`. It stops by itself after
 //! 20 seconds (`QUICKSTART_SECONDS` sets another duration) and exits with an error if the
 //! caches do not end equal to the source.
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::IsTerminal;

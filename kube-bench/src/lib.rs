@@ -5,6 +5,7 @@
 //! The pods are made from a recorded Pod (`cache-kube/tests/fixtures/list-page-1.json`), with
 //! its managed fields, status and volumes: each gets its own name, namespace (100), node
 //! (1,000), owning ReplicaSet (one per 10 pods), uid, IP and resource version.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

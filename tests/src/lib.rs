@@ -1,1 +1,2 @@
 //! Integration tests live in `tests/`; this library holds nothing.
+#![forbid(unsafe_code)]

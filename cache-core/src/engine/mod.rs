@@ -699,7 +699,7 @@ where
             }
         }
         let mut items: Vec<Option<(K, Arc<T>)>> = items.into_iter().map(Some).collect();
-        let mut entries =
+        let entries =
             Slots::with_capacity(keep.len() + keep.len() / 10 + SLACK_ENTRIES as usize + 2);
         // Slot n holds entry n.
         let mut pairs = Vec::with_capacity(keep.len());

@@ -27,9 +27,10 @@ impl<X> Slots<X> {
         Self { buf: Arc::new(buf) }
     }
 
-    /// Stores `x` in a new slot; its number.
+    /// Stores `x` in a new slot; its number. Slots already handed out stay where they are, so
+    /// references into the arena stay valid across a push.
     #[inline]
-    pub(crate) fn push(&mut self, x: X) -> u32 {
+    pub(crate) fn push(&self, x: X) -> u32 {
         let at = self.buf.push(x);
         assert!(at < (1 << 31), "slot arena exceeds 2^31 slots");
         at as u32

@@ -190,19 +190,28 @@ where
         }
     }
 
+    /// Finds the record of `value` in a value trie whose values are in `values`.
+    fn probe<'a, Q: ?Sized>(&'a self, values: &'a Arena<V>, value: &'a Q) -> ValueProbe<'a, V, Q> {
+        ValueProbe {
+            values,
+            value,
+            target: None,
+            hasher: &self.hasher,
+        }
+    }
+
     /// The record of `value`.
     fn find<Q>(&self, words: &Mem, values: &Arena<V>, root: u32, value: &Q) -> Option<u32>
     where
         V: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let probe = ValueProbe {
-            values,
-            value,
-            target: None,
-            hasher: &self.hasher,
-        };
-        hamt::get(words, root, self.hasher.hash_one(value), &probe)
+        hamt::get(
+            words,
+            root,
+            self.hasher.hash_one(value),
+            &self.probe(values, value),
+        )
     }
 
     /// The bucket of `value` in index `i` of a snapshot.
@@ -233,19 +242,14 @@ where
     fn add<K>(
         &self,
         w: &mut Words,
-        st: &mut Writing<V>,
+        st: &Writing<V>,
         look: Lookup<'_, K, T>,
         root: u32,
         value: &V,
         id: u32,
     ) -> u32 {
         let vh = self.hasher.hash_one(value);
-        let probe = ValueProbe {
-            values: &st.slots.buf,
-            value,
-            target: None,
-            hasher: &self.hasher,
-        };
+        let probe = self.probe(&st.slots.buf, value);
         // One walk: the record is rewritten and the path to it copied on the way back up.
         let added = hamt::modify(w, root, vh, &probe, |w, rec| {
             let (vid, broot, len) = (w.get(rec), w.get(rec + 1), w.get(rec + 2));
@@ -258,12 +262,6 @@ where
         }
         let vid = st.slots.push(value.clone());
         let rec = record(w, None, vid, hamt::LEAF | id, 1);
-        let probe = ValueProbe {
-            values: &st.slots.buf,
-            value,
-            target: None,
-            hasher: &self.hasher,
-        };
         hamt::insert(w, root, vh, rec, &probe).0
     }
 
@@ -278,12 +276,7 @@ where
         id: u32,
     ) -> u32 {
         let vh = self.hasher.hash_one(value);
-        let probe = ValueProbe {
-            values: &st.slots.buf,
-            value,
-            target: None,
-            hasher: &self.hasher,
-        };
+        let probe = self.probe(&st.slots.buf, value);
         let emptied = std::cell::Cell::new(false);
         let dropped = hamt::modify(w, root, vh, &probe, |w, rec| {
             let (vid, broot, len) = (w.get(rec), w.get(rec + 1), w.get(rec + 2));

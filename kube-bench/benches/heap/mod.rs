@@ -1,5 +1,5 @@
 //! Heap accounting shared by the memory benchmarks (`kube_memory`, `kube_apiserver`): a
-//! counting global allocator (`stats_alloc`, so no unsafe code of our own), a sampler of the
+//! counting global allocator (`stats_alloc`, so no allocator code of our own), a sampler of the
 //! peak, and one measured sync.
 
 use std::alloc::System;
