@@ -119,6 +119,9 @@ impl Words {
 
     /// Moves the chunks of replaced arenas that no snapshot uses any more to the pool.
     pub(crate) fn recycle(&mut self) {
+        if self.old.is_empty() && self.retired.is_empty() {
+            return;
+        }
         self.old.retain(|a| Arc::strong_count(a) > 1);
         let mut i = 0;
         while i < self.retired.len() {

@@ -15,16 +15,21 @@
 //! entry. An update that keeps the object's index values writes a new entry and copies one
 //! vector path; it touches no trie.
 //!
-//! A published [`Version`] holds the arenas (three `Arc`s) and the offset of its root record;
-//! the writer keeps appending past what any version can reach, and a version never changes.
+//! Each trie family has a word arena of its own: the objects by key, the vector (with the root
+//! records), and each index. A write grows only the arenas of what it changes, and each arena
+//! is compacted on its own growth: an update that keeps the object's key copies neither the
+//! objects trie nor the indexes whose values it keeps. A published [`Version`] holds the arenas
+//! and the offset of its root record; the writer keeps appending past what any version can
+//! reach, and a version never changes.
 //!
 //! # Reclaiming space
 //!
 //! Replaced nodes and entries stay in the arenas until the writer *compacts*. Once the replaced
 //! entries exceed a tenth of the live ones, it copies the live entries into a fresh entry arena
-//! and renumbers the vector's leaves (so at most about a tenth of the objects the cache holds
-//! are stale ones); once the words in use exceed six times those live after the last
-//! compaction, it copies the live tries, as they are, into fresh chunks. Each is a copy of the
+//! and renumbers the vector's leaves into a fresh vector arena (so at most about a tenth of the
+//! objects the cache holds are stale ones); once the words in use in an arena exceed six times
+//! those live after its last compaction, it copies that arena's live tries, as they are, into
+//! fresh chunks. Each is a copy of the
 //! live state every so many writes in proportion to it: O(1) amortized per write. Snapshots
 //! taken before keep the old arenas alive; the writer frees them, never a reader, once no
 //! snapshot uses them, and reuses their chunks.
@@ -84,7 +89,12 @@ type ValueViews = Arc<[Arc<dyn Any + Send + Sync>]>;
 /// the pointers readers load on every read.
 #[repr(align(128))]
 pub(crate) struct Arenas<K, T> {
-    pub(crate) words: Arc<Mem>,
+    /// The objects trie's words.
+    pub(crate) objects: Arc<Mem>,
+    /// The vector's words and the root records.
+    pub(crate) vector: Arc<Mem>,
+    /// Each index's words.
+    pub(crate) indexes: Box<[Arc<Mem>]>,
     pub(crate) entries: Arc<Arena<Entry<K, T>>>,
     pub(crate) values: ValueViews,
     pub(crate) tables: Tables<K, T>,
@@ -94,8 +104,8 @@ pub(crate) struct Arenas<K, T> {
 /// One published version of the storage: what a snapshot reads. It never changes.
 pub(crate) struct Version<K, T> {
     arenas: Arc<Arenas<K, T>>,
-    /// The offset of the root record: `[objects root, object count, vector root, vector depth,
-    /// index roots...]`.
+    /// The offset of the root record, in the vector's arena: `[objects root, object count,
+    /// vector root, vector depth, index roots...]`.
     root: u32,
 }
 
@@ -117,6 +127,7 @@ const R_INDEXES: usize = 4;
 /// Finds the entry of a slot: the entry arena and the vector of one version.
 pub(crate) struct Lookup<'a, K, T> {
     entries: &'a Arena<Entry<K, T>>,
+    mem: &'a Mem,
     vector: Vector,
 }
 
@@ -130,8 +141,8 @@ impl<K, T> Copy for Lookup<'_, K, T> {}
 
 impl<'a, K, T> Lookup<'a, K, T> {
     #[inline]
-    pub(crate) fn entry(&self, words: &Mem, slot: u32) -> &'a Entry<K, T> {
-        at(self.entries, self.vector.get(words, slot))
+    pub(crate) fn entry(&self, slot: u32) -> &'a Entry<K, T> {
+        at(self.entries, self.vector.get(self.mem, slot))
     }
 }
 
@@ -165,16 +176,16 @@ impl<'a, 'q, K, T, Q: ?Sized> KeyProbe<'a, 'q, K, T, Q> {
 
 impl<K: Borrow<Q>, T, Q: Eq + ?Sized> Probe for KeyProbe<'_, '_, K, T, Q> {
     #[inline]
-    fn is(&self, words: &Mem, slot: u32) -> bool {
-        let e = self.look.entry(words, slot);
+    fn is(&self, _: &Mem, slot: u32) -> bool {
+        let e = self.look.entry(slot);
         let is = e.hash == self.hash && e.key.borrow() == self.key;
         if is {
             self.found.set(Some(e));
         }
         is
     }
-    fn hash_of(&self, words: &Mem, slot: u32) -> u64 {
-        self.look.entry(words, slot).hash
+    fn hash_of(&self, _: &Mem, slot: u32) -> u64 {
+        self.look.entry(slot).hash
     }
 }
 
@@ -188,23 +199,24 @@ impl<K, T> Probe for SlotProbe<'_, K, T> {
     fn is(&self, _: &Mem, p: u32) -> bool {
         p == self.slot
     }
-    fn hash_of(&self, words: &Mem, p: u32) -> u64 {
-        self.look.entry(words, p).hash
+    fn hash_of(&self, _: &Mem, p: u32) -> u64 {
+        self.look.entry(p).hash
     }
 }
 
 impl<K, T> Version<K, T> {
     /// The root of index `i`.
     pub(crate) fn index_root(&self, i: usize) -> u32 {
-        rd(&self.words, self.root + (R_INDEXES + i) as u32)
+        rd(&self.vector, self.root + (R_INDEXES + i) as u32)
     }
 
     pub(crate) fn lookup(&self) -> Lookup<'_, K, T> {
         Lookup {
             entries: &self.entries,
+            mem: &self.vector,
             vector: Vector {
-                root: rd(&self.words, self.root + R_VECTOR as u32),
-                depth: rd(&self.words, self.root + R_DEPTH as u32),
+                root: rd(&self.vector, self.root + R_VECTOR as u32),
+                depth: rd(&self.vector, self.root + R_DEPTH as u32),
             },
         }
     }
@@ -212,18 +224,18 @@ impl<K, T> Version<K, T> {
     /// The entry in `slot`.
     #[inline]
     pub(crate) fn entry(&self, slot: u32) -> &Entry<K, T> {
-        self.lookup().entry(&self.words, slot)
+        self.lookup().entry(slot)
     }
 }
 
 impl<K: Hash + Eq, T> Version<K, T> {
     /// The number of entries.
     pub(crate) fn len(&self) -> usize {
-        rd(&self.words, self.root + R_LEN as u32) as usize
+        rd(&self.vector, self.root + R_LEN as u32) as usize
     }
 
     fn objects_root(&self) -> u32 {
-        rd(&self.words, self.root + R_OBJECTS as u32)
+        rd(&self.vector, self.root + R_OBJECTS as u32)
     }
 
     /// The entry with this key.
@@ -235,7 +247,7 @@ impl<K: Hash + Eq, T> Version<K, T> {
     {
         let hash = self.hasher.hash_one(key);
         let probe = KeyProbe::new(self.lookup(), key, hash);
-        hamt::get(&self.words, self.objects_root(), hash, &probe)?;
+        hamt::get(&self.objects, self.objects_root(), hash, &probe)?;
         probe.found.get()
     }
 
@@ -244,17 +256,16 @@ impl<K: Hash + Eq, T> Version<K, T> {
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &Entry<K, T>> {
         let look = self.lookup();
         Counted {
-            inner: vector::Iter::new(&self.words, look.vector).map(move |id| at(look.entries, id)),
+            inner: vector::Iter::new(look.mem, look.vector).map(move |id| at(look.entries, id)),
             left: self.len(),
         }
     }
 
-    /// The entries of a trie of slots (the objects, or a bucket).
-    pub(crate) fn ids(&self, root: u32) -> Ids<'_, K, T> {
+    /// The entries of a bucket.
+    pub(crate) fn ids(&self, bucket: Bucket) -> Ids<'_, K, T> {
         Ids {
-            slots: hamt::Iter::new(&self.words, root),
+            slots: hamt::Iter::new(&self.indexes[bucket.index as usize], bucket.root),
             look: self.lookup(),
-            words: &self.words,
             batch: [0; vector::BATCH],
             len: 0,
             next: 0,
@@ -267,7 +278,6 @@ impl<K: Hash + Eq, T> Version<K, T> {
 pub(crate) struct Ids<'a, K, T> {
     slots: hamt::Iter<'a>,
     look: Lookup<'a, K, T>,
-    words: &'a Mem,
     batch: [u32; vector::BATCH],
     len: usize,
     next: usize,
@@ -290,7 +300,7 @@ impl<'a, K, T> Iterator for Ids<'a, K, T> {
             }
             self.look
                 .vector
-                .resolve(self.words, &mut self.batch[..self.len]);
+                .resolve(self.look.mem, &mut self.batch[..self.len]);
         }
         let id = self.batch[self.next];
         self.next += 1;
@@ -339,10 +349,48 @@ const SLACK_WORDS: u32 = 1 << 16;
 /// Compact when the words in use exceed this many times those live after the last compaction.
 const WORD_GROWTH: u32 = 6;
 
+/// A word arena with the words it held live right after its last compaction.
+struct Space {
+    words: Words,
+    live: u32,
+}
+
+impl Space {
+    fn new(words: Words) -> Self {
+        let live = words.used;
+        Self { words, live }
+    }
+
+    /// Whether the words in use exceed [`WORD_GROWTH`] times those live after the last
+    /// compaction.
+    fn grown(&self) -> bool {
+        self.words.used > self.live.saturating_mul(WORD_GROWTH) + SLACK_WORDS
+    }
+
+    /// Makes `words` (a compacted copy) the arena; the old one goes to its care until no
+    /// snapshot uses it.
+    fn install(&mut self, words: Words) {
+        let old = std::mem::replace(&mut self.words, words);
+        self.words.retire(old);
+        self.words.fresh = 0;
+        self.live = self.words.used;
+    }
+
+    /// An empty arena that takes over this one's spare chunks.
+    fn successor(&mut self) -> Words {
+        self.words.successor()
+    }
+}
+
 /// The only writer of a cache's storage. It builds on what it last published and publishes
 /// [`Version`]s.
 pub(crate) struct Writer<K, T> {
-    words: Words,
+    /// The objects trie's words.
+    objects: Space,
+    /// The vector's words and the root records.
+    vector: Space,
+    /// Each index's words.
+    indexes: Vec<Space>,
     entries: Slots<Entry<K, T>>,
     writing: Vec<Box<dyn Any + Send + Sync>>,
     views: ValueViews,
@@ -357,8 +405,6 @@ pub(crate) struct Writer<K, T> {
     next_slot: u32,
     /// Entries replaced or removed since the last compaction.
     dead: u32,
-    /// Words in use right after the last compaction.
-    live_words: u32,
     hasher: Hasher,
     /// The arenas as last published, reused until one of them changes.
     published: Option<Arc<Arenas<K, T>>>,
@@ -374,7 +420,7 @@ where
 {
     /// An empty store with these indexes.
     pub(crate) fn new(tables: Vec<Arc<dyn ErasedTable<K, T>>>, hasher: Hasher) -> Self {
-        let writing: Vec<_> = tables.iter().map(|t| t.writing(16)).collect();
+        let writing: Vec<_> = tables.iter().map(|t| t.writing()).collect();
         let views = tables
             .iter()
             .zip(&writing)
@@ -383,8 +429,10 @@ where
         let mut roots = vec![NONE, 0, Vector::EMPTY.root, Vector::EMPTY.depth];
         roots.extend(tables.iter().map(|_| NONE));
         Self {
-            words: Words::new(),
-            entries: Slots::with_capacity(16),
+            objects: Space::new(Words::new()),
+            vector: Space::new(Words::new()),
+            indexes: tables.iter().map(|_| Space::new(Words::new())).collect(),
+            entries: Slots::new(),
             writing,
             views,
             views_stale: false,
@@ -393,7 +441,6 @@ where
             free: Vec::new(),
             next_slot: 0,
             dead: 0,
-            live_words: 0,
             hasher,
             published: None,
             old: Vec::new(),
@@ -413,7 +460,7 @@ where
     }
 
     fn set_vector(&mut self, slot: u32, entry: u32) {
-        let v = self.vector().set(&mut self.words, slot, entry);
+        let v = self.vector().set(&mut self.vector.words, slot, entry);
         self.roots[R_VECTOR] = v.root;
         self.roots[R_DEPTH] = v.depth;
     }
@@ -421,6 +468,7 @@ where
     fn lookup(&self) -> Lookup<'_, K, T> {
         Lookup {
             entries: &self.entries.buf,
+            mem: &self.vector.words.buf,
             vector: self.vector(),
         }
     }
@@ -428,7 +476,7 @@ where
     /// The slot of the key.
     fn find(&self, key: &K, hash: u64) -> Option<u32> {
         let probe = KeyProbe::new(self.lookup(), key, hash);
-        hamt::get(&self.words.buf, self.roots[R_OBJECTS], hash, &probe)
+        hamt::get(&self.objects.words.buf, self.roots[R_OBJECTS], hash, &probe)
     }
 
     /// Inserts or replaces the object under `key`.
@@ -440,18 +488,17 @@ where
         self.maybe_compact();
         let hash = self.hasher.hash_one(&key);
         let slot = self.find(&key, hash);
-        let old = slot.map(|s| self.lookup().entry(&self.words.buf, s));
+        let old = slot.map(|s| self.lookup().entry(s));
         if old.is_some_and(|e| Arc::ptr_eq(&e.obj, &obj)) {
             return Ok(());
         }
         for (i, t) in self.tables.iter().enumerate() {
             if t.is_unique() {
                 let root = self.roots[R_INDEXES + i];
-                let look = self.lookup();
                 t.check(
-                    &self.words.buf,
+                    &self.indexes[i].words.buf,
                     &*self.writing[i],
-                    look,
+                    self.lookup(),
                     root,
                     &key,
                     slot,
@@ -486,11 +533,13 @@ where
                 slot: NONE,
                 look: Lookup {
                     entries: &self.entries.buf,
+                    mem: &self.vector.words.buf,
                     vector: self.vector(),
                 },
             };
             let root = self.roots[R_OBJECTS];
-            self.roots[R_OBJECTS] = hamt::insert(&mut self.words, root, hash, slot, &probe).0;
+            self.roots[R_OBJECTS] =
+                hamt::insert(&mut self.objects.words, root, hash, slot, &probe).0;
         }
         let new = at(&self.entries.buf, id).obj.clone();
         self.reindex(slot, old.as_ref().map(|e| &*e.obj), Some(&new));
@@ -502,16 +551,17 @@ where
         self.maybe_compact();
         let hash = self.hasher.hash_one(key);
         let slot = self.find(key, hash)?;
-        let old = self.lookup().entry(&self.words.buf, slot).obj.clone();
+        let old = self.lookup().entry(slot).obj.clone();
         let probe = SlotProbe {
             slot,
             look: Lookup {
                 entries: &self.entries.buf,
+                mem: &self.vector.words.buf,
                 vector: self.vector(),
             },
         };
         let root = self.roots[R_OBJECTS];
-        let (root, _) = hamt::remove(&mut self.words, root, hash, &probe)?;
+        let (root, _) = hamt::remove(&mut self.objects.words, root, hash, &probe)?;
         self.roots[R_OBJECTS] = root;
         self.roots[R_LEN] -= 1;
         self.dead += 1;
@@ -524,6 +574,7 @@ where
     fn reindex(&mut self, slot: u32, old: Option<&T>, new: Option<&T>) {
         let look = Lookup {
             entries: &self.entries.buf,
+            mem: &self.vector.words.buf,
             vector: Vector {
                 root: self.roots[R_VECTOR],
                 depth: self.roots[R_DEPTH],
@@ -532,7 +583,7 @@ where
         for (i, t) in self.tables.iter().enumerate() {
             let root = self.roots[R_INDEXES + i];
             self.roots[R_INDEXES + i] = t.update(
-                &mut self.words,
+                &mut self.indexes[i].words,
                 &mut *self.writing[i],
                 look,
                 root,
@@ -546,8 +597,7 @@ where
     /// Publishes what was written so far as a new version.
     pub(crate) fn publish(&mut self) -> Version<K, T> {
         // Value arenas replaced (by a compaction, a relist, new indexes) must be shown to readers.
-        let stale = self.views_stale;
-        if stale {
+        if self.views_stale {
             let views: ValueViews = self
                 .tables
                 .iter()
@@ -558,21 +608,35 @@ where
                 .push(Old::Values(std::mem::replace(&mut self.views, views)));
             self.views_stale = false;
         }
-        let at = self.words.alloc(self.roots.len() as u32);
+        let vw = &mut self.vector.words;
+        let at = vw.alloc(self.roots.len() as u32);
         for (i, r) in self.roots.iter().enumerate() {
-            self.words.set(at + i as u32, *r);
+            vw.set(at + i as u32, *r);
         }
-        self.words.fresh = self.words.used;
-        let words = self.words.view();
+        for s in self.spaces_mut() {
+            s.words.fresh = s.words.used;
+        }
         let current = self.published.as_ref().is_some_and(|a| {
-            Arc::ptr_eq(&a.words, words)
-                && Arc::ptr_eq(&a.entries, &self.entries.buf)
+            Arc::ptr_eq(&a.entries, &self.entries.buf)
                 && Arc::ptr_eq(&a.values, &self.views)
                 && Arc::ptr_eq(&a.tables, &self.tables)
+                && Arc::ptr_eq(&a.objects, self.objects.words.view())
+                && Arc::ptr_eq(&a.vector, self.vector.words.view())
+                && a.indexes.len() == self.indexes.len()
+                && a.indexes
+                    .iter()
+                    .zip(&mut self.indexes)
+                    .all(|(a, s)| Arc::ptr_eq(a, s.words.view()))
         });
         if !current {
             self.published = Some(Arc::new(Arenas {
-                words: words.clone(),
+                objects: self.objects.words.view().clone(),
+                vector: self.vector.words.view().clone(),
+                indexes: self
+                    .indexes
+                    .iter_mut()
+                    .map(|s| s.words.view().clone())
+                    .collect(),
                 entries: self.entries.buf.clone(),
                 values: self.views.clone(),
                 tables: self.tables.clone(),
@@ -586,10 +650,19 @@ where
         Version { arenas, root: at }
     }
 
+    /// Every word arena.
+    fn spaces_mut(&mut self) -> impl Iterator<Item = &mut Space> {
+        [&mut self.objects, &mut self.vector]
+            .into_iter()
+            .chain(self.indexes.iter_mut())
+    }
+
     /// Frees the arenas that no snapshot uses any more.
     pub(crate) fn free_unused(&mut self) {
         self.old.retain(Old::in_use);
-        self.words.recycle();
+        for s in self.spaces_mut() {
+            s.words.recycle();
+        }
     }
 
     fn maybe_compact(&mut self) {
@@ -597,84 +670,84 @@ where
         if self.dead > live / 10 + SLACK_ENTRIES {
             self.compact_entries();
         }
-        if self.words.used > self.live_words.saturating_mul(WORD_GROWTH) + SLACK_WORDS {
-            self.compact_words();
+        if self.vector.grown() {
+            self.compact_vector();
+        }
+        if self.objects.grown() {
+            self.compact_objects();
+        }
+        for i in 0..self.indexes.len() {
+            if self.indexes[i].grown() {
+                self.compact_index(i);
+            }
         }
     }
 
-    /// Reclaims both arenas now.
+    /// Reclaims every arena now.
     pub(crate) fn compact(&mut self) {
         self.compact_entries();
-        self.compact_words();
+        self.compact_objects();
+        for i in 0..self.indexes.len() {
+            self.compact_index(i);
+        }
     }
 
-    /// Copies the live entries into a fresh entry arena and points the vector at them. The tries
-    /// name slots, not entries, so they stay as they are.
+    /// Copies the live entries into a fresh entry arena and the vector, its leaves renumbered in
+    /// slot order, into a fresh vector arena. The tries name slots, not entries, so they stay as
+    /// they are.
     fn compact_entries(&mut self) {
-        let live = self.roots[R_LEN] as usize;
         let src = &self.entries.buf;
-        let kept = Arena::with_capacity(live + live / 10 + SLACK_ENTRIES as usize + 2);
-        // The vector's nodes are copied within the current arena (the copies are fresh), its
-        // leaves renumbered in slot order.
-        let from = self.words.view().clone();
-        let vector = vector::copy(&from, self.vector(), &mut self.words, &mut |id| {
+        let kept = Arena::new();
+        let mut to = self.vector.successor();
+        let vector = vector::copy(&self.vector.words.buf, self.vector(), &mut to, &mut |id| {
             kept.push(at(src, id).clone()) as u32
         });
         let entries = Slots::filled(kept);
         self.roots[R_VECTOR] = vector.root;
         self.roots[R_DEPTH] = vector.depth;
+        self.vector.install(to);
         let old = std::mem::replace(&mut self.entries, entries);
         self.old.push(Old::Entries(old.buf));
         self.dead = 0;
         self.compactions += 1;
     }
 
-    /// Copies what the next version reaches into a fresh word arena (offsets change; slots and
-    /// entries do not).
-    fn compact_words(&mut self) {
-        let mut words = self.words.successor();
-        let from = &self.words.buf;
-        let mut roots = vec![
-            hamt::copy_same(from, self.roots[R_OBJECTS], &mut words),
-            self.roots[R_LEN],
-        ];
-        let vector = vector::copy(from, self.vector(), &mut words, &mut |id| id);
-        roots.extend([vector.root, vector.depth]);
-        let mut writing = Vec::with_capacity(self.tables.len());
-        for (i, t) in self.tables.iter().enumerate() {
-            let mut to = t.writing(16);
-            let root = self.roots[R_INDEXES + i];
-            roots.push(t.copy(from, &*self.writing[i], root, &mut words, &mut *to));
-            writing.push(to);
-        }
-        let old = std::mem::replace(&mut self.words, words);
-        self.words.retire(old);
-        self.writing = writing;
-        self.views_stale = true;
-        self.roots = roots;
-        self.words.fresh = 0;
-        self.live_words = self.words.used;
+    /// Copies the vector into a fresh arena.
+    fn compact_vector(&mut self) {
+        let mut to = self.vector.successor();
+        let vector = vector::copy(&self.vector.words.buf, self.vector(), &mut to, &mut |id| id);
+        self.roots[R_VECTOR] = vector.root;
+        self.roots[R_DEPTH] = vector.depth;
+        self.vector.install(to);
         self.compactions += 1;
     }
 
-    /// Makes fresh arenas the current ones; the old go to the writer's care.
-    fn install(
-        &mut self,
-        words: Words,
-        entries: Slots<Entry<K, T>>,
-        writing: Vec<Box<dyn Any + Send + Sync>>,
-        roots: Vec<u32>,
-    ) {
-        let old_words = std::mem::replace(&mut self.words, words);
-        let old_entries = std::mem::replace(&mut self.entries, entries);
-        self.words.retire(old_words);
-        self.old.push(Old::Entries(old_entries.buf));
-        self.writing = writing;
+    /// Copies the objects trie into a fresh arena.
+    fn compact_objects(&mut self) {
+        let mut to = self.objects.successor();
+        self.roots[R_OBJECTS] =
+            hamt::copy_same(&self.objects.words.buf, self.roots[R_OBJECTS], &mut to);
+        self.objects.install(to);
+        self.compactions += 1;
+    }
+
+    /// Copies index `i`, its values included, into fresh arenas.
+    fn compact_index(&mut self, i: usize) {
+        let t = &self.tables[i];
+        let mut to = self.indexes[i].successor();
+        let mut writing = t.writing();
+        let root = self.roots[R_INDEXES + i];
+        self.roots[R_INDEXES + i] = t.copy(
+            &self.indexes[i].words.buf,
+            &*self.writing[i],
+            root,
+            &mut to,
+            &mut *writing,
+        );
+        self.indexes[i].install(to);
+        self.writing[i] = writing;
         self.views_stale = true;
-        self.roots = roots;
-        self.dead = 0;
-        self.words.fresh = 0;
-        self.live_words = self.words.used;
+        self.compactions += 1;
     }
 
     /// Replaces everything with `items` in fresh arenas, built in one pass. A later item wins
@@ -699,8 +772,7 @@ where
             }
         }
         let mut items: Vec<Option<(K, Arc<T>)>> = items.into_iter().map(Some).collect();
-        let entries =
-            Slots::with_capacity(keep.len() + keep.len() / 10 + SLACK_ENTRIES as usize + 2);
+        let entries = Slots::new();
         // Slot n holds entry n.
         let mut pairs = Vec::with_capacity(keep.len());
         for (h, i) in keep {
@@ -709,25 +781,40 @@ where
             }
         }
         let n = pairs.len() as u32;
-        let mut words = self.words.successor();
-        let mut roots = vec![hamt::build(&mut words, &pairs), n];
+        let mut objects = self.objects.successor();
+        let mut roots = vec![hamt::build(&mut objects, &pairs), n];
+        let mut vwords = self.vector.successor();
         let mut vector = Vector::EMPTY;
         for s in 0..n {
-            vector = vector.set(&mut words, s, s);
+            vector = vector.set(&mut vwords, s, s);
         }
         roots.extend([vector.root, vector.depth]);
         let slots: Vec<u32> = (0..n).collect();
         let look = Lookup {
             entries: &entries.buf,
+            mem: &vwords.buf,
             vector,
         };
         let mut writing = Vec::with_capacity(self.tables.len());
-        for t in self.tables.iter() {
-            let mut w = t.writing(16);
-            roots.push(t.build(&mut words, &mut *w, look, &slots));
+        let mut indexes = Vec::with_capacity(self.tables.len());
+        for (i, t) in self.tables.iter().enumerate() {
+            let mut w = t.writing();
+            let mut to = self.indexes[i].successor();
+            roots.push(t.build(&mut to, &mut *w, look, &slots));
             writing.push(w);
+            indexes.push(to);
         }
-        self.install(words, entries, writing, roots);
+        self.objects.install(objects);
+        self.vector.install(vwords);
+        for (s, to) in self.indexes.iter_mut().zip(indexes) {
+            s.install(to);
+        }
+        let old_entries = std::mem::replace(&mut self.entries, entries);
+        self.old.push(Old::Entries(old_entries.buf));
+        self.writing = writing;
+        self.views_stale = true;
+        self.roots = roots;
+        self.dead = 0;
         self.free.clear();
         self.next_slot = n;
     }
@@ -744,20 +831,16 @@ where
 
     /// Adds indexes, built from the current entries.
     pub(crate) fn add_tables(&mut self, tables: Vec<Arc<dyn ErasedTable<K, T>>>) {
-        let slots: Vec<u32> = hamt::Iter::new(&self.words.buf, self.roots[R_OBJECTS]).collect();
+        let slots: Vec<u32> =
+            hamt::Iter::new(&self.objects.words.buf, self.roots[R_OBJECTS]).collect();
         let mut all: Vec<_> = self.tables.iter().cloned().collect();
         for t in tables {
-            let mut w = t.writing(16);
-            let look = Lookup {
-                entries: &self.entries.buf,
-                vector: Vector {
-                    root: self.roots[R_VECTOR],
-                    depth: self.roots[R_DEPTH],
-                },
-            };
-            let root = t.build(&mut self.words, &mut *w, look, &slots);
+            let mut w = t.writing();
+            let mut words = Words::new();
+            let root = t.build(&mut words, &mut *w, self.lookup(), &slots);
             self.roots.push(root);
             self.writing.push(w);
+            self.indexes.push(Space::new(words));
             all.push(t);
         }
         self.tables = all.into();

@@ -16,9 +16,12 @@ pub(crate) struct Slots<X> {
 }
 
 impl<X> Slots<X> {
-    pub(crate) fn with_capacity(cap: usize) -> Self {
+    /// An empty arena. It is not given a capacity: `boxcar` allocates each bucket (zeroed) as a
+    /// push nears the end of the one before, and when that bucket was preallocated it allocates
+    /// and frees it again, so preallocating would zero the memory twice.
+    pub(crate) fn new() -> Self {
         Self {
-            buf: Arc::new(Arena::with_capacity(cap.max(16))),
+            buf: Arc::new(Arena::new()),
         }
     }
 

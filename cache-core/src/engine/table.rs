@@ -20,6 +20,8 @@ pub(crate) type ValuesFn<T, V> = dyn Fn(&T, &mut Vec<V>) + Send + Sync;
 /// One bucket of a snapshot: the trie of its entry ids and how many it holds.
 #[derive(Clone, Copy)]
 pub(crate) struct Bucket {
+    /// The index it belongs to, whose word arena holds it.
+    pub(crate) index: u32,
     pub(crate) root: u32,
     pub(crate) len: u32,
 }
@@ -39,7 +41,7 @@ pub(crate) trait ErasedTable<K, T>: Send + Sync {
     fn value_type(&self) -> &'static str;
     fn is_unique(&self) -> bool;
     /// An empty writer state ([`Writing`]).
-    fn writing(&self, cap: usize) -> Box<dyn Any + Send + Sync>;
+    fn writing(&self) -> Box<dyn Any + Send + Sync>;
     /// The value arena of a writer state, for snapshots to read.
     fn view(&self, writing: &(dyn Any + Send + Sync)) -> Arc<dyn Any + Send + Sync>;
     /// Fails when writing `new` under the entry `old` (or a new key) would break a unique index.
@@ -220,10 +222,12 @@ where
         V: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let rec = self.find(&v.words, self.values(v, i), v.index_root(i), value)?;
+        let words = &v.indexes[i];
+        let rec = self.find(words, self.values(v, i), v.index_root(i), value)?;
         Some(Bucket {
-            root: rd(&v.words, rec + 1),
-            len: rd(&v.words, rec + 2),
+            index: i as u32,
+            root: rd(words, rec + 1),
+            len: rd(words, rec + 2),
         })
     }
 
@@ -234,7 +238,7 @@ where
         i: usize,
     ) -> impl Iterator<Item = &'a V> + 'a {
         let values = self.values(v, i);
-        let words = &v.words;
+        let words = &v.indexes[i];
         hamt::Iter::new(words, v.index_root(i)).map(move |rec| at(values, rd(words, rec)))
     }
 
@@ -253,7 +257,7 @@ where
         // One walk: the record is rewritten and the path to it copied on the way back up.
         let added = hamt::modify(w, root, vh, &probe, |w, rec| {
             let (vid, broot, len) = (w.get(rec), w.get(rec + 1), w.get(rec + 2));
-            let hash = look.entry(&w.buf, id).hash;
+            let hash = look.entry(id).hash;
             let (nb, _) = hamt::insert(w, broot, hash, id, &SlotProbe { slot: id, look });
             record(w, Some(rec), vid, nb, len + 1)
         });
@@ -280,7 +284,7 @@ where
         let emptied = std::cell::Cell::new(false);
         let dropped = hamt::modify(w, root, vh, &probe, |w, rec| {
             let (vid, broot, len) = (w.get(rec), w.get(rec + 1), w.get(rec + 2));
-            let hash = look.entry(&w.buf, id).hash;
+            let hash = look.entry(id).hash;
             match hamt::remove(w, broot, hash, &SlotProbe { slot: id, look }) {
                 // Not in the bucket: the record stays as it is.
                 None => rec,
@@ -321,9 +325,9 @@ where
         self.unique
     }
 
-    fn writing(&self, cap: usize) -> Box<dyn Any + Send + Sync> {
+    fn writing(&self) -> Box<dyn Any + Send + Sync> {
         Box::new(Writing::<V> {
-            slots: Slots::with_capacity(cap),
+            slots: Slots::new(),
             old_values: Vec::new(),
             new_values: Vec::new(),
         })
@@ -359,7 +363,7 @@ where
                     index: self.name.to_string(),
                     value: format!("{value:?}"),
                     key: format!("{key:?}"),
-                    holder: format!("{:?}", look.entry(words, holder).key),
+                    holder: format!("{:?}", look.entry(holder).key),
                 });
             }
         }
@@ -417,7 +421,7 @@ where
         let mut groups: HashMap<V, Vec<(u64, u32)>, Hasher> = HashMap::default();
         let mut scratch = Vec::new();
         for &id in slots {
-            let e = look.entry(&w.buf, id);
+            let e = look.entry(id);
             self.values_into(&e.obj, &mut scratch);
             for value in scratch.drain(..) {
                 groups.entry(value).or_default().push((e.hash, id));
@@ -457,11 +461,11 @@ where
     fn matching(&self, v: &Version<K, T>, i: usize, obj: &T) -> Vec<u32> {
         let mut values = Vec::new();
         self.values_into(obj, &mut values);
-        let (arena, root) = (self.values(v, i), v.index_root(i));
+        let (arena, root, words) = (self.values(v, i), v.index_root(i), &v.indexes[i]);
         let mut found: Vec<u32> = Vec::new();
         for value in &values {
-            if let Some(rec) = self.find(&v.words, arena, root, value) {
-                found.extend(hamt::Iter::new(&v.words, rd(&v.words, rec + 1)));
+            if let Some(rec) = self.find(words, arena, root, value) {
+                found.extend(hamt::Iter::new(words, rd(words, rec + 1)));
             }
         }
         if values.len() > 1 {
@@ -482,13 +486,11 @@ where
     }
 
     fn debug_entries(&self, v: &Version<K, T>, i: usize) -> Vec<(String, u32)> {
-        let values = self.values(v, i);
+        let (values, words) = (self.values(v, i), &v.indexes[i]);
         let mut out = Vec::new();
-        for rec in hamt::Iter::new(&v.words, v.index_root(i)) {
-            let value = format!("{:?}", at(values, rd(&v.words, rec)));
-            out.extend(
-                hamt::Iter::new(&v.words, rd(&v.words, rec + 1)).map(|id| (value.clone(), id)),
-            );
+        for rec in hamt::Iter::new(words, v.index_root(i)) {
+            let value = format!("{:?}", at(values, rd(words, rec)));
+            out.extend(hamt::Iter::new(words, rd(words, rec + 1)).map(|id| (value.clone(), id)));
         }
         out
     }
@@ -500,9 +502,10 @@ where
     }
 
     fn verify_sizes(&self, v: &Version<K, T>, i: usize) -> Result<(), String> {
-        for rec in hamt::Iter::new(&v.words, v.index_root(i)) {
-            let counted = hamt::Iter::new(&v.words, rd(&v.words, rec + 1)).count();
-            let recorded = rd(&v.words, rec + 2) as usize;
+        let words = &v.indexes[i];
+        for rec in hamt::Iter::new(words, v.index_root(i)) {
+            let counted = hamt::Iter::new(words, rd(words, rec + 1)).count();
+            let recorded = rd(words, rec + 2) as usize;
             if counted == 0 || counted != recorded {
                 return Err(format!(
                     "a bucket holds {counted} entries and records {recorded}"

@@ -109,7 +109,7 @@ impl<T: Object> Snapshot<T> {
         let mut out = Vec::new();
         if let Some(b) = bucket {
             out.reserve_exact(b.len as usize);
-            clone_all(&mut out, self.version.ids(b.root).map(|e| &e.obj));
+            clone_all(&mut out, self.version.ids(b).map(|e| &e.obj));
         }
         out
     }
@@ -179,7 +179,7 @@ impl<T: Object> Snapshot<T> {
         L: Lookup<V>,
     {
         ByIter {
-            inner: self.bucket(index, value).map(|b| self.version.ids(b.root)),
+            inner: self.bucket(index, value).map(|b| self.version.ids(b)),
         }
     }
 
@@ -200,7 +200,7 @@ impl<T: Object> Snapshot<T> {
         L: Lookup<V>,
     {
         let b = self.bucket(index, value)?;
-        self.version.ids(b.root).next().map(|e| e.obj.clone())
+        self.version.ids(b).next().map(|e| e.obj.clone())
     }
 
     /// The keys of the objects whose index `index` holds `value`, in no particular order.
@@ -210,7 +210,7 @@ impl<T: Object> Snapshot<T> {
         L: Lookup<V>,
     {
         self.bucket(index, value)
-            .map(|b| self.version.ids(b.root).map(|e| e.key.clone()).collect())
+            .map(|b| self.version.ids(b).map(|e| e.key.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -285,7 +285,7 @@ impl<T: Object> Snapshot<T> {
     pub fn index_keys(&self, name: &str, value: &str) -> Result<Vec<T::Key>, StoreError> {
         Ok(self
             .bucket_str(name, value)?
-            .map(|b| self.version.ids(b.root).map(|e| e.key.clone()).collect())
+            .map(|b| self.version.ids(b).map(|e| e.key.clone()).collect())
             .unwrap_or_default())
     }
 
