@@ -118,10 +118,15 @@ impl Words {
     }
 
     /// Moves the chunks of replaced arenas that no snapshot uses any more to the pool.
+    #[inline]
     pub(crate) fn recycle(&mut self) {
-        if self.old.is_empty() && self.retired.is_empty() {
-            return;
+        if !self.old.is_empty() || !self.retired.is_empty() {
+            self.recycle_now();
         }
+    }
+
+    #[cold]
+    fn recycle_now(&mut self) {
         self.old.retain(|a| Arc::strong_count(a) > 1);
         let mut i = 0;
         while i < self.retired.len() {
@@ -137,12 +142,18 @@ impl Words {
     }
 
     /// The chunks, for a snapshot.
+    #[inline]
     pub(crate) fn view(&mut self) -> &Arc<Mem> {
         if self.view.len() != self.buf.len() {
-            let view = Arc::from(self.buf.clone());
-            self.old.push(std::mem::replace(&mut self.view, view));
+            self.new_view();
         }
         &self.view
+    }
+
+    #[cold]
+    fn new_view(&mut self) {
+        let view = Arc::from(self.buf.clone());
+        self.old.push(std::mem::replace(&mut self.view, view));
     }
 
     #[inline]
@@ -198,6 +209,7 @@ impl Words {
     }
 
     /// A copy of the `len` words at `from`, unless the node is fresh (then itself).
+    #[inline(always)]
     pub(crate) fn own(&mut self, from: u32, len: u32) -> u32 {
         if from >= self.fresh {
             return from;
@@ -547,28 +559,21 @@ fn copy_same_at(from: &Mem, slot: u32, shift: u32, to: &mut Words) -> u32 {
         return slot;
     }
     let head = rd(from, slot);
-    if shift > LAST_SHIFT {
-        // A collision list holds leaves only.
-        let at = to.alloc(1 + head);
-        copy_words(span(&to.buf, at, 1 + head), span(from, slot, 1 + head));
-        return at;
-    }
-    // Children first (read once, into registers), then the node in one span.
-    let n = head.count_ones();
-    let mut slots = [0u32; 1 << BITS];
-    for (d, s) in slots.iter_mut().zip(span(from, slot + 1, n)) {
-        let s = s.load(Relaxed);
-        *d = if s & LEAF != 0 {
-            s
-        } else {
-            copy_same_at(from, s, shift + BITS, to)
-        };
-    }
+    // A collision list holds leaves only.
+    let deep = shift > LAST_SHIFT;
+    let n = if deep { head } else { head.count_ones() };
+    // The node as it is, then each child node's copy over its old offset.
     let at = to.alloc(1 + n);
-    let d = span(&to.buf, at, 1 + n);
-    d[0].store(head, Relaxed);
-    for (d, s) in d[1..].iter().zip(&slots) {
-        d.store(*s, Relaxed);
+    let src = span(from, slot, 1 + n);
+    copy_words(span(&to.buf, at, 1 + n), src);
+    if !deep {
+        for (k, s) in src.iter().enumerate().skip(1) {
+            let s = s.load(Relaxed);
+            if s & LEAF == 0 {
+                let child = copy_same_at(from, s, shift + BITS, to);
+                to.set(at + k as u32, child);
+            }
+        }
     }
     at
 }

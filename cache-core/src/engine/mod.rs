@@ -105,7 +105,7 @@ pub(crate) struct Arenas<K, T> {
 pub(crate) struct Version<K, T> {
     arenas: Arc<Arenas<K, T>>,
     /// The offset of the root record, in the vector's arena: `[objects root, object count,
-    /// vector root, vector depth, index roots...]`.
+    /// vector root, vector shape, index roots...]`.
     root: u32,
 }
 
@@ -121,7 +121,7 @@ impl<K, T> std::ops::Deref for Version<K, T> {
 const R_OBJECTS: usize = 0;
 const R_LEN: usize = 1;
 const R_VECTOR: usize = 2;
-const R_DEPTH: usize = 3;
+const R_SHAPE: usize = 3;
 const R_INDEXES: usize = 4;
 
 /// Finds the entry of a slot: the entry arena and the vector of one version.
@@ -214,10 +214,10 @@ impl<K, T> Version<K, T> {
         Lookup {
             entries: &self.entries,
             mem: &self.vector,
-            vector: Vector {
-                root: rd(&self.vector, self.root + R_VECTOR as u32),
-                depth: rd(&self.vector, self.root + R_DEPTH as u32),
-            },
+            vector: Vector::from_record(
+                rd(&self.vector, self.root + R_VECTOR as u32),
+                rd(&self.vector, self.root + R_SHAPE as u32),
+            ),
         }
     }
 
@@ -397,7 +397,7 @@ pub(crate) struct Writer<K, T> {
     views_stale: bool,
     tables: Tables<K, T>,
     /// The root record of the next version: `[objects root, object count, vector root, vector
-    /// depth, index roots...]`.
+    /// shape, index roots...]`.
     roots: Vec<u32>,
     /// Slots freed by removals, for new keys.
     free: Vec<u32>,
@@ -426,7 +426,7 @@ where
             .zip(&writing)
             .map(|(t, w)| t.view(&**w))
             .collect();
-        let mut roots = vec![NONE, 0, Vector::EMPTY.root, Vector::EMPTY.depth];
+        let mut roots = vec![NONE, 0, Vector::EMPTY.root, Vector::EMPTY.shape()];
         roots.extend(tables.iter().map(|_| NONE));
         Self {
             objects: Space::new(Words::new()),
@@ -453,16 +453,13 @@ where
     }
 
     fn vector(&self) -> Vector {
-        Vector {
-            root: self.roots[R_VECTOR],
-            depth: self.roots[R_DEPTH],
-        }
+        Vector::from_record(self.roots[R_VECTOR], self.roots[R_SHAPE])
     }
 
     fn set_vector(&mut self, slot: u32, entry: u32) {
         let v = self.vector().set(&mut self.vector.words, slot, entry);
         self.roots[R_VECTOR] = v.root;
-        self.roots[R_DEPTH] = v.depth;
+        self.roots[R_SHAPE] = v.shape();
     }
 
     fn lookup(&self) -> Lookup<'_, K, T> {
@@ -488,7 +485,10 @@ where
         self.maybe_compact();
         let hash = self.hasher.hash_one(&key);
         let slot = self.find(&key, hash);
-        let old = slot.map(|s| self.lookup().entry(s));
+        // Entries stay where they are while the arena grows, so `old` and the new entry are
+        // borrowed from it, not cloned; the borrows below are field by field for that reason.
+        let entries = &self.entries.buf;
+        let old = slot.map(|s| at(entries, self.vector().get(&self.vector.words.buf, s)));
         if old.is_some_and(|e| Arc::ptr_eq(&e.obj, &obj)) {
             return Ok(());
         }
@@ -507,8 +507,7 @@ where
             }
         }
         // Keep the stored key: its allocation stays shared.
-        let old = old.cloned();
-        let key = match &old {
+        let key = match old {
             Some(e) => e.key.clone(),
             None => key,
         };
@@ -527,22 +526,33 @@ where
                 s
             }
         };
-        self.set_vector(slot, id);
+        let vector = self.vector().set(&mut self.vector.words, slot, id);
+        self.roots[R_VECTOR] = vector.root;
+        self.roots[R_SHAPE] = vector.shape();
+        let look = Lookup {
+            entries,
+            mem: &self.vector.words.buf,
+            vector,
+        };
         if old.is_none() {
-            let probe = SlotProbe {
-                slot: NONE,
-                look: Lookup {
-                    entries: &self.entries.buf,
-                    mem: &self.vector.words.buf,
-                    vector: self.vector(),
-                },
-            };
+            let probe = SlotProbe { slot: NONE, look };
             let root = self.roots[R_OBJECTS];
             self.roots[R_OBJECTS] =
                 hamt::insert(&mut self.objects.words, root, hash, slot, &probe).0;
         }
-        let new = at(&self.entries.buf, id).obj.clone();
-        self.reindex(slot, old.as_ref().map(|e| &*e.obj), Some(&new));
+        let new = &*at(entries, id).obj;
+        for (i, t) in self.tables.iter().enumerate() {
+            let root = &mut self.roots[R_INDEXES + i];
+            *root = t.update(
+                &mut self.indexes[i].words,
+                &mut *self.writing[i],
+                look,
+                *root,
+                slot,
+                old.map(|e| &*e.obj),
+                Some(new),
+            );
+        }
         Ok(())
     }
 
@@ -575,10 +585,7 @@ where
         let look = Lookup {
             entries: &self.entries.buf,
             mem: &self.vector.words.buf,
-            vector: Vector {
-                root: self.roots[R_VECTOR],
-                depth: self.roots[R_DEPTH],
-            },
+            vector: self.vector(),
         };
         for (i, t) in self.tables.iter().enumerate() {
             let root = self.roots[R_INDEXES + i];
@@ -704,7 +711,7 @@ where
         });
         let entries = Slots::filled(kept);
         self.roots[R_VECTOR] = vector.root;
-        self.roots[R_DEPTH] = vector.depth;
+        self.roots[R_SHAPE] = vector.shape();
         self.vector.install(to);
         let old = std::mem::replace(&mut self.entries, entries);
         self.old.push(Old::Entries(old.buf));
@@ -717,7 +724,7 @@ where
         let mut to = self.vector.successor();
         let vector = vector::copy(&self.vector.words.buf, self.vector(), &mut to, &mut |id| id);
         self.roots[R_VECTOR] = vector.root;
-        self.roots[R_DEPTH] = vector.depth;
+        self.roots[R_SHAPE] = vector.shape();
         self.vector.install(to);
         self.compactions += 1;
     }
@@ -788,7 +795,7 @@ where
         for s in 0..n {
             vector = vector.set(&mut vwords, s, s);
         }
-        roots.extend([vector.root, vector.depth]);
+        roots.extend([vector.root, vector.shape()]);
         let slots: Vec<u32> = (0..n).collect();
         let look = Lookup {
             entries: &entries.buf,

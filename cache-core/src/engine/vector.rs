@@ -1,11 +1,12 @@
 //! A persistent vector of words in the word arena: slot number → entry number. Every key keeps
 //! its slot for as long as it is present, so the tries (objects by key, index buckets) name an
 //! object by its slot and an update that keeps the object's index values changes only this
-//! vector: one path of a radix tree, 32 words per level.
+//! vector: one path of a radix tree, 32 words per level below the root, which is only as wide
+//! as the slots in use need (4 words for 100,000 slots, instead of 32).
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::hamt::{Mem, NONE, Words, rd, span};
+use super::hamt::{Mem, NONE, Words, copy_words, rd, span};
 
 /// Bits of the slot number per level.
 const BITS: u32 = 5;
@@ -14,25 +15,43 @@ const MASK: u32 = WIDTH - 1;
 /// The most slots [`Vector::resolve`] takes at once.
 pub(crate) const BATCH: usize = 16;
 
-/// A vector's root and depth (levels of nodes; 0 for the empty vector).
+/// A vector's root, depth (levels of nodes; 0 for the empty vector) and root width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Vector {
     pub(crate) root: u32,
-    pub(crate) depth: u32,
+    depth: u32,
+    width: u32,
 }
 
 impl Vector {
     pub(crate) const EMPTY: Vector = Vector {
         root: NONE,
         depth: 0,
+        width: 0,
     };
 
-    /// How many slots the vector can hold at its depth.
+    /// The vector of a root record's two words: its root and its [`shape`](Self::shape).
+    #[inline]
+    pub(crate) fn from_record(root: u32, shape: u32) -> Self {
+        Vector {
+            root,
+            depth: shape & 0xff,
+            width: shape >> 8,
+        }
+    }
+
+    /// The depth and the root's width, in one word.
+    pub(crate) fn shape(self) -> u32 {
+        self.depth | self.width << 8
+    }
+
+    /// How many slots the vector can hold at its depth and root width.
+    #[inline]
     fn capacity(self) -> u64 {
         if self.depth == 0 {
             0
         } else {
-            1u64 << (BITS * self.depth)
+            u64::from(self.width) << (BITS * (self.depth - 1))
         }
     }
 
@@ -73,33 +92,64 @@ impl Vector {
     /// last publish, which it changes in place.
     pub(crate) fn set(self, w: &mut Words, i: u32, v: u32) -> Vector {
         let mut vec = self;
-        while u64::from(i) >= vec.capacity() {
+        // A level more while `i` has bits above the root's: the root, widened to a full node,
+        // becomes the only child of a new root.
+        while vec.depth == 0 || u64::from(i) >> (BITS * vec.depth) != 0 {
             let root = if vec.root == NONE {
                 NONE
             } else {
-                let node = empty_node(w);
-                w.set(node, vec.root);
-                node
+                let full = widened(w, vec.root, vec.width, WIDTH);
+                w.filled(1, full)
             };
             vec = Vector {
                 root,
                 depth: vec.depth + 1,
+                width: 1,
             };
         }
+        let needed = (i >> (BITS * (vec.depth - 1))) + 1;
+        if needed > vec.width {
+            if vec.root != NONE {
+                vec.root = widened(w, vec.root, vec.width, needed);
+            }
+            vec.width = needed;
+        }
         Vector {
-            root: set_in(w, vec.root, vec.depth, i, v),
-            depth: vec.depth,
+            root: set_in(w, vec.root, vec.width, vec.depth, i, v),
+            ..vec
         }
     }
 }
 
-fn empty_node(w: &mut Words) -> u32 {
-    w.filled(WIDTH, NONE)
+/// A copy of the `width` words at `node`, widened to `to` with [`NONE`].
+fn widened(w: &mut Words, node: u32, width: u32, to: u32) -> u32 {
+    let at = w.filled(to, NONE);
+    copy_words(span(&w.buf, at, width), span(&w.buf, node, width));
+    at
 }
 
-fn set_in(w: &mut Words, node: u32, level: u32, i: u32, v: u32) -> u32 {
+/// Sets slot `i` under the root `node`, `width` words wide, `level` levels above the values.
+fn set_in(w: &mut Words, node: u32, width: u32, level: u32, i: u32, v: u32) -> u32 {
     let node = if node == NONE {
-        empty_node(w)
+        w.filled(width, NONE)
+    } else {
+        w.own(node, width)
+    };
+    let k = (i >> (BITS * (level - 1))) & MASK;
+    let next = if level == 1 {
+        v
+    } else {
+        set_below(w, w.get(node + k), level - 1, i, v)
+    };
+    w.set(node + k, next);
+    node
+}
+
+/// Sets slot `i` under `node`, a full-width node below the root (its width is a constant, so
+/// that its copy compiles to straight-line moves).
+fn set_below(w: &mut Words, node: u32, level: u32, i: u32, v: u32) -> u32 {
+    let node = if node == NONE {
+        w.filled(WIDTH, NONE)
     } else {
         // A node shared with a published version is copied first.
         w.own(node, WIDTH)
@@ -108,7 +158,7 @@ fn set_in(w: &mut Words, node: u32, level: u32, i: u32, v: u32) -> u32 {
     let next = if level == 1 {
         v
     } else {
-        set_in(w, w.get(node + k), level - 1, i, v)
+        set_below(w, w.get(node + k), level - 1, i, v)
     };
     w.set(node + k, next);
     node
@@ -117,8 +167,8 @@ fn set_in(w: &mut Words, node: u32, level: u32, i: u32, v: u32) -> u32 {
 /// The set slots' values, in slot order.
 pub(crate) struct Iter<'a> {
     words: &'a Mem,
-    /// (node, next position) per level, the root first.
-    stack: Vec<(u32, u32)>,
+    /// (node, next position, width) per level, the root first.
+    stack: Vec<(u32, u32, u32)>,
     depth: usize,
 }
 
@@ -126,7 +176,7 @@ impl<'a> Iter<'a> {
     pub(crate) fn new(words: &'a Mem, vec: Vector) -> Self {
         let mut stack = Vec::with_capacity(vec.depth as usize);
         if vec.depth > 0 && vec.root != NONE {
-            stack.push((vec.root, 0));
+            stack.push((vec.root, 0, vec.width));
         }
         Self {
             words,
@@ -144,7 +194,7 @@ impl Iterator for Iter<'_> {
         loop {
             let level = self.stack.len();
             let top = self.stack.last_mut()?;
-            if top.1 == WIDTH {
+            if top.1 == top.2 {
                 self.stack.pop();
                 continue;
             }
@@ -156,7 +206,7 @@ impl Iterator for Iter<'_> {
             if level == depth {
                 return Some(v);
             }
-            self.stack.push((v, 0));
+            self.stack.push((v, 0, WIDTH));
         }
     }
 }
@@ -172,6 +222,7 @@ pub(crate) fn copy(
     fn node(
         from: &Mem,
         n: u32,
+        width: u32,
         level: u32,
         to: &mut Words,
         leaf: &mut impl FnMut(u32) -> u32,
@@ -179,17 +230,17 @@ pub(crate) fn copy(
         if n == NONE {
             return NONE;
         }
-        let at = to.alloc(WIDTH);
-        let src = span(from, n, WIDTH);
+        let at = to.alloc(width);
+        let src = span(from, n, width);
         if level == 1 {
-            for (d, s) in span(&to.buf, at, WIDTH).iter().zip(src) {
+            for (d, s) in span(&to.buf, at, width).iter().zip(src) {
                 let v = s.load(Relaxed);
                 d.store(if v == NONE { NONE } else { leaf(v) }, Relaxed);
             }
             return at;
         }
         for (k, s) in src.iter().enumerate() {
-            let child = node(from, s.load(Relaxed), level - 1, to, leaf);
+            let child = node(from, s.load(Relaxed), WIDTH, level - 1, to, leaf);
             to.set(at + k as u32, child);
         }
         at
@@ -198,8 +249,8 @@ pub(crate) fn copy(
         return vec;
     }
     Vector {
-        root: node(from, vec.root, vec.depth, to, leaf),
-        depth: vec.depth,
+        root: node(from, vec.root, vec.width, vec.depth, to, leaf),
+        ..vec
     }
 }
 

@@ -177,7 +177,20 @@ impl<T: Object> Cache<T> {
             version: writer.store.publish(),
             resource_version: writer.resource_version.clone(),
         };
-        let old = self.current.swap(Arc::new(next));
+        // The oldest replaced snapshot, when no reader holds it any more, carries the new one:
+        // its allocation is reused instead of freed and allocated again.
+        let full = writer.retired.len() >= RETIRED;
+        let next = match writer.retired.front_mut().and_then(Arc::get_mut) {
+            Some(spare) if full => {
+                *spare = next;
+                match writer.retired.pop_front() {
+                    Some(arc) => arc,
+                    None => unreachable!("the front was just written"),
+                }
+            }
+            _ => Arc::new(next),
+        };
+        let old = self.current.swap(next);
         writer.retire(old);
         writer.store.free_unused();
     }
