@@ -6,7 +6,9 @@
 #
 # Builds the `write_profile` benchmark binary, runs each case under
 # `valgrind --tool=callgrind --toggle-collect=<the case's function>`, and prints a markdown
-# table: instructions per operation for the cache and the baseline, and their ratio.
+# table: instructions per operation for the cache and the baseline, and their ratio. The read
+# paths that return many objects (a list of all 100k, by_index on every node value) are counted
+# per object returned, over 2 rounds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N="${1:-20000}"
@@ -17,9 +19,9 @@ bin=$(cargo bench -p cache-core --bench write_profile --no-run --message-format=
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-count() { # target mode function
+count() { # target mode function [count]
     valgrind --tool=callgrind --callgrind-out-file="$out/cg" "--toggle-collect=*$3" \
-        "$bin" "$1" "$2" "$N" >/dev/null 2>"$out/err"
+        "$bin" "$1" "$2" "${4:-$N}" >/dev/null 2>"$out/err"
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$out/err"
 }
 
@@ -36,4 +38,14 @@ for mode in same moved get; do
     esac
     awk -v l="$label" -v c="$c" -v b="$b" -v n="$N" \
         'BEGIN { printf "| %s | %d | %d | %.1f× |\n", l, c / n, b / n, c / b }'
+done
+for mode in list by_index; do
+    c=$(count cache "$mode" "${mode/list/lists}_cache" 2)
+    b=$(count baseline "$mode" "${mode/list/lists}_baseline" 2)
+    case $mode in
+        list) label="list, per object" ;;
+        by_index) label="by_index(node), per object" ;;
+    esac
+    awk -v l="$label" -v c="$c" -v b="$b" \
+        'BEGIN { printf "| %s | %d | %d | %.1f× |\n", l, c / 200000, b / 200000, c / b }'
 done

@@ -4,8 +4,12 @@
 //!
 //! `cargo bench -p cache-core --bench write_profile --no-run` builds it; run the binary with
 //! `[cache|baseline] [same|moved|get] [updates]`, or `[cache|baseline] throughput [seconds]`
-//! for one writer thread updating and one reader thread reading, side by side, for that long. The updates run in `updates_cache` /
-//! `updates_baseline`, so `--toggle-collect` can count them alone.
+//! for one writer thread updating and one reader thread reading, side by side, for that long.
+//! The updates run in `updates_cache` / `updates_baseline`, so `--toggle-collect` can count
+//! them alone. The read paths per object returned: `[cache|baseline] list [lists]` (each a
+//! list of all 100k objects, in `lists_cache` / `lists_baseline`) and `[cache|baseline]
+//! by_index [rounds]` (each a `by_index` on every node value, so every object once, in
+//! `by_index_cache` / `by_index_baseline`).
 
 mod support;
 
@@ -46,6 +50,38 @@ fn gets_baseline(base: &Baseline, keys: &[String]) -> usize {
         .count()
 }
 
+#[inline(never)]
+fn lists_cache(cache: &Cache<Obj>, times: usize) -> usize {
+    (0..times).map(|_| black_box(cache.list()).len()).sum()
+}
+
+#[inline(never)]
+fn lists_baseline(base: &Baseline, times: usize) -> usize {
+    (0..times).map(|_| black_box(base.list()).len()).sum()
+}
+
+#[inline(never)]
+fn by_index_cache(cache: &Cache<Obj>, values: &[String], rounds: usize) -> usize {
+    let mut n = 0;
+    for _ in 0..rounds {
+        for v in values {
+            n += black_box(cache.by_index("node", v)).map_or(0, |o| o.len());
+        }
+    }
+    n
+}
+
+#[inline(never)]
+fn by_index_baseline(base: &Baseline, values: &[String], rounds: usize) -> usize {
+    let mut n = 0;
+    for _ in 0..rounds {
+        for v in values {
+            n += black_box(base.by_index("node", v)).map_or(0, |o| o.len());
+        }
+    }
+    n
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -75,7 +111,28 @@ fn main() {
         throughput(target, &base, count.min(600));
         return;
     }
+    let nodes: Vec<String> = (0..NODES).map(workload::node_name).collect();
     match (target, mode) {
+        ("cache", "list" | "by_index") => {
+            let cache = workload::cache();
+            cache.replace(base.clone(), None).expect("no unique index");
+            let n = if mode == "list" {
+                lists_cache(&cache, count)
+            } else {
+                by_index_cache(&cache, &nodes, count)
+            };
+            println!("{n}");
+        }
+        ("baseline", "list" | "by_index") => {
+            let b = Baseline::new();
+            b.replace(base.clone(), None);
+            let n = if mode == "list" {
+                lists_baseline(&b, count)
+            } else {
+                by_index_baseline(&b, &nodes, count)
+            };
+            println!("{n}");
+        }
         ("cache", "get") => {
             let cache = workload::cache();
             cache.replace(base.clone(), None).expect("no unique index");

@@ -616,11 +616,14 @@ fn copy_at(
     at
 }
 
-/// Iterates a trie's payloads, depth first.
+/// Iterates a trie's payloads, depth first: the slots of the node being read are a slice, so
+/// leaves next to each other come out of one tight loop.
 pub(crate) struct Iter<'a> {
     words: &'a Mem,
-    /// (node, next slot, slot count) per level.
-    stack: Vec<(u32, u32, u32)>,
+    /// The slots still to read of each node above the current one, the root's first.
+    stack: Vec<std::slice::Iter<'a, AtomicU32>>,
+    /// The slots still to read of the current node.
+    slots: std::slice::Iter<'a, AtomicU32>,
     single: Option<u32>,
 }
 
@@ -629,43 +632,50 @@ impl<'a> Iter<'a> {
         let mut it = Self {
             words,
             stack: Vec::new(),
+            slots: [].iter(),
             single: None,
         };
         if is_leaf(root) {
             it.single = Some(root & !LEAF);
         } else if root != NONE {
-            it.push(root);
+            it.slots = slots_of(words, root, 0);
         }
         it
     }
+}
 
-    fn push(&mut self, node: u32) {
-        let head = rd(self.words, node);
-        let deep = self.stack.len() as u32 * BITS > LAST_SHIFT;
-        let n = if deep { head } else { head.count_ones() };
-        self.stack.push((node, 1, n));
-    }
+/// The slots of the node at `node`, `level` levels below the root.
+fn slots_of(words: &Mem, node: u32, level: u32) -> std::slice::Iter<'_, AtomicU32> {
+    let head = rd(words, node);
+    let n = if level * BITS > LAST_SHIFT {
+        head
+    } else {
+        head.count_ones()
+    };
+    span(words, node + 1, n).iter()
 }
 
 impl Iterator for Iter<'_> {
     type Item = u32;
 
+    #[inline]
     fn next(&mut self) -> Option<u32> {
         if let Some(p) = self.single.take() {
             return Some(p);
         }
         loop {
-            let top = self.stack.last_mut()?;
-            if top.1 > top.2 {
-                self.stack.pop();
-                continue;
+            match self.slots.next() {
+                Some(w) => {
+                    // A node's slots are leaves or nodes, never empty.
+                    let slot = w.load(Relaxed);
+                    if slot & LEAF != 0 {
+                        return Some(slot & !LEAF);
+                    }
+                    let child = slots_of(self.words, slot, self.stack.len() as u32 + 1);
+                    self.stack.push(std::mem::replace(&mut self.slots, child));
+                }
+                None => self.slots = self.stack.pop()?,
             }
-            let slot = rd(self.words, top.0 + top.1);
-            top.1 += 1;
-            if slot & LEAF != 0 {
-                return Some(slot & !LEAF);
-            }
-            self.push(slot);
         }
     }
 }

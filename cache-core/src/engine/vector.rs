@@ -164,24 +164,55 @@ fn set_below(w: &mut Words, node: u32, level: u32, i: u32, v: u32) -> u32 {
     node
 }
 
-/// The set slots' values, in slot order.
+/// The set slots' values, in slot order: a leaf node at a time, each read in one tight loop.
 pub(crate) struct Iter<'a> {
     words: &'a Mem,
-    /// (node, next position, width) per level, the root first.
+    /// (node, next position, width) per level above the leaves, the root first.
     stack: Vec<(u32, u32, u32)>,
     depth: usize,
+    /// The rest of the current leaf node.
+    leaf: std::slice::Iter<'a, std::sync::atomic::AtomicU32>,
 }
 
 impl<'a> Iter<'a> {
     pub(crate) fn new(words: &'a Mem, vec: Vector) -> Self {
-        let mut stack = Vec::with_capacity(vec.depth as usize);
-        if vec.depth > 0 && vec.root != NONE {
-            stack.push((vec.root, 0, vec.width));
-        }
-        Self {
+        let mut it = Self {
             words,
-            stack,
+            stack: Vec::with_capacity(vec.depth as usize),
             depth: vec.depth as usize,
+            leaf: [].iter(),
+        };
+        if vec.depth == 1 && vec.root != NONE {
+            it.leaf = span(words, vec.root, vec.width).iter();
+        } else if vec.depth > 1 && vec.root != NONE {
+            it.stack.push((vec.root, 0, vec.width));
+        }
+        it
+    }
+
+    /// Moves to the next leaf node; false at the end.
+    fn next_leaf(&mut self) -> bool {
+        // Only a vector of two levels or more has nodes above its leaves on the stack.
+        let leaf_level = self.depth.saturating_sub(1);
+        loop {
+            let level = self.stack.len();
+            let Some(top) = self.stack.last_mut() else {
+                return false;
+            };
+            if top.1 == top.2 {
+                self.stack.pop();
+                continue;
+            }
+            let child = rd(self.words, top.0 + top.1);
+            top.1 += 1;
+            if child == NONE {
+                continue;
+            }
+            if level == leaf_level {
+                self.leaf = span(self.words, child, WIDTH).iter();
+                return true;
+            }
+            self.stack.push((child, 0, WIDTH));
         }
     }
 }
@@ -189,24 +220,18 @@ impl<'a> Iter<'a> {
 impl Iterator for Iter<'_> {
     type Item = u32;
 
+    #[inline]
     fn next(&mut self) -> Option<u32> {
-        let depth = self.depth;
         loop {
-            let level = self.stack.len();
-            let top = self.stack.last_mut()?;
-            if top.1 == top.2 {
-                self.stack.pop();
-                continue;
+            for w in self.leaf.by_ref() {
+                let v = w.load(Relaxed);
+                if v != NONE {
+                    return Some(v);
+                }
             }
-            let v = rd(self.words, top.0 + top.1);
-            top.1 += 1;
-            if v == NONE {
-                continue;
+            if !self.next_leaf() {
+                return None;
             }
-            if level == depth {
-                return Some(v);
-            }
-            self.stack.push((v, 0, WIDTH));
         }
     }
 }
@@ -284,6 +309,7 @@ mod tests {
                     prop_assert_eq!(vec.get(&w.buf, i), model.get(&i).copied().unwrap_or(NONE));
                 }
                 let values: Vec<u32> = Iter::new(&w.buf, *vec).collect();
+                prop_assert_eq!(Iter::new(&w.buf, Vector::EMPTY).count(), 0);
                 prop_assert_eq!(values, model.values().copied().collect::<Vec<_>>());
             }
         }
