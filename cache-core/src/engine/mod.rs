@@ -549,6 +549,7 @@ where
                 look,
                 *root,
                 slot,
+                hash,
                 old.map(|e| &*e.obj),
                 Some(new),
             );
@@ -575,13 +576,13 @@ where
         self.roots[R_OBJECTS] = root;
         self.roots[R_LEN] -= 1;
         self.dead += 1;
-        self.reindex(slot, Some(&old), None);
+        self.reindex(slot, hash, Some(&old), None);
         self.set_vector(slot, NONE);
         self.free.push(slot);
         Some(old)
     }
 
-    fn reindex(&mut self, slot: u32, old: Option<&T>, new: Option<&T>) {
+    fn reindex(&mut self, slot: u32, hash: u64, old: Option<&T>, new: Option<&T>) {
         let look = Lookup {
             entries: &self.entries.buf,
             mem: &self.vector.words.buf,
@@ -595,6 +596,7 @@ where
                 look,
                 root,
                 slot,
+                hash,
                 old,
                 new,
             );

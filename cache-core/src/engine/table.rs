@@ -56,8 +56,8 @@ pub(crate) trait ErasedTable<K, T>: Send + Sync {
         slot: Option<u32>,
         new: &T,
     ) -> Result<(), Conflict>;
-    /// Moves `slot` from the buckets of `old`'s values to those of `new`'s (either may be
-    /// absent); the new root. Values both have are left alone.
+    /// Moves `slot`, whose key hashes to `hash`, from the buckets of `old`'s values to those of
+    /// `new`'s (either may be absent); the new root. Values both have are left alone.
     #[allow(clippy::too_many_arguments)]
     fn update(
         &self,
@@ -66,6 +66,7 @@ pub(crate) trait ErasedTable<K, T>: Send + Sync {
         look: Lookup<'_, K, T>,
         root: u32,
         slot: u32,
+        hash: u64,
         old: Option<&T>,
         new: Option<&T>,
     ) -> u32;
@@ -242,7 +243,9 @@ where
         hamt::Iter::new(words, v.index_root(i)).map(move |rec| at(values, rd(words, rec)))
     }
 
-    /// Adds slot `id` to the bucket of `value`, creating the value's record if it has none.
+    /// Adds slot `id`, whose key hashes to `hash`, to the bucket of `value`, creating the value's
+    /// record if it has none.
+    #[allow(clippy::too_many_arguments)]
     fn add<K>(
         &self,
         w: &mut Words,
@@ -251,13 +254,13 @@ where
         root: u32,
         value: &V,
         id: u32,
+        hash: u64,
     ) -> u32 {
         let vh = self.hasher.hash_one(value);
         let probe = self.probe(&st.slots.buf, value);
         // One walk: the record is rewritten and the path to it copied on the way back up.
         let added = hamt::modify(w, root, vh, &probe, |w, rec| {
             let (vid, broot, len) = (w.get(rec), w.get(rec + 1), w.get(rec + 2));
-            let hash = look.entry(id).hash;
             let (nb, _) = hamt::insert(w, broot, hash, id, &SlotProbe { slot: id, look });
             record(w, Some(rec), vid, nb, len + 1)
         });
@@ -269,7 +272,9 @@ where
         hamt::insert(w, root, vh, rec, &probe).0
     }
 
-    /// Removes slot `id` from the bucket of `value`, and the value's record with its last slot.
+    /// Removes slot `id`, whose key hashes to `hash`, from the bucket of `value`, and the value's
+    /// record with its last slot.
+    #[allow(clippy::too_many_arguments)]
     fn drop_id<K>(
         &self,
         w: &mut Words,
@@ -278,13 +283,13 @@ where
         root: u32,
         value: &V,
         id: u32,
+        hash: u64,
     ) -> u32 {
         let vh = self.hasher.hash_one(value);
         let probe = self.probe(&st.slots.buf, value);
         let emptied = std::cell::Cell::new(false);
         let dropped = hamt::modify(w, root, vh, &probe, |w, rec| {
             let (vid, broot, len) = (w.get(rec), w.get(rec + 1), w.get(rec + 2));
-            let hash = look.entry(id).hash;
             match hamt::remove(w, broot, hash, &SlotProbe { slot: id, look }) {
                 // Not in the bucket: the record stays as it is.
                 None => rec,
@@ -377,6 +382,7 @@ where
         look: Lookup<'_, K, T>,
         mut root: u32,
         slot: u32,
+        hash: u64,
         old: Option<&T>,
         new: Option<&T>,
     ) -> u32 {
@@ -394,12 +400,12 @@ where
         if ov != nv {
             for value in &ov {
                 if nv.binary_search(value).is_err() {
-                    root = self.drop_id(w, st, look, root, value, slot);
+                    root = self.drop_id(w, st, look, root, value, slot, hash);
                 }
             }
             for value in &nv {
                 if ov.binary_search(value).is_err() {
-                    root = self.add(w, st, look, root, value, slot);
+                    root = self.add(w, st, look, root, value, slot, hash);
                 }
             }
         }
