@@ -49,7 +49,7 @@ pub(crate) fn is_leaf(slot: u32) -> bool {
 }
 
 /// Words per chunk of the arena. A node never straddles two chunks.
-const CHUNK_BITS: u32 = 16;
+const CHUNK_BITS: u32 = 14;
 const CHUNK: usize = 1 << CHUNK_BITS;
 const CHUNK_MASK: u32 = (1 << CHUNK_BITS) - 1;
 

@@ -345,7 +345,7 @@ impl<K, T> Old<K, T> {
 
 /// Floor of the compaction thresholds, so that a small cache does not compact all the time.
 const SLACK_ENTRIES: u32 = 64;
-const SLACK_WORDS: u32 = 1 << 16;
+const SLACK_WORDS: u32 = 1 << 14;
 /// Compact when the words in use exceed this many times those live after the last compaction.
 const WORD_GROWTH: u32 = 6;
 
