@@ -1,5 +1,5 @@
-//! Hash array mapped tries whose nodes live in a shared word arena and refer to their children
-//! by offset: copying a node copies integers and touches no reference count.
+//! Hash array mapped tries whose nodes live in a word arena and refer to their children by
+//! offset: copying a node copies integers and touches no reference count.
 //!
 //! A trie is named by one *slot* word: [`NONE`] (empty), a leaf (the [`LEAF`] bit set, the
 //! other 31 bits a payload the caller gives meaning to: an entry id, a record offset), or the

@@ -29,10 +29,9 @@
 //! and renumbers the vector's leaves into a fresh vector arena (so at most about a tenth of the
 //! objects the cache holds are stale ones); once the words in use in an arena exceed six times
 //! those live after its last compaction, it copies that arena's live tries, as they are, into
-//! fresh chunks. Each is a copy of the
-//! live state every so many writes in proportion to it: O(1) amortized per write. Snapshots
-//! taken before keep the old arenas alive; the writer frees them, never a reader, once no
-//! snapshot uses them, and reuses their chunks.
+//! fresh chunks. Each is a copy of the live state every so many writes in proportion to it:
+//! O(1) amortized per write. Snapshots taken before keep the old arenas alive; the writer frees
+//! them, never a reader, once no snapshot uses them, and reuses their chunks.
 
 pub(crate) mod hamt;
 mod slots;
