@@ -381,6 +381,41 @@ impl Space {
     }
 }
 
+/// The writer's indexes, borrowed apart from its other fields so that a write can update them
+/// while it reads the entries and the vector.
+struct Indexes<'a, K, T> {
+    tables: &'a [Arc<dyn ErasedTable<K, T>>],
+    spaces: &'a mut [Space],
+    writing: &'a mut [Box<dyn Any + Send + Sync>],
+    roots: &'a mut [u32],
+}
+
+impl<K, T> Indexes<'_, K, T> {
+    /// Moves `slot` (its key hashing to `hash`) from the buckets of `old`'s values to those of
+    /// `new`'s, in every index.
+    fn update(
+        self,
+        look: Lookup<'_, K, T>,
+        slot: u32,
+        hash: u64,
+        old: Option<&T>,
+        new: Option<&T>,
+    ) {
+        for (i, t) in self.tables.iter().enumerate() {
+            self.roots[i] = t.update(
+                &mut self.spaces[i].words,
+                &mut *self.writing[i],
+                look,
+                self.roots[i],
+                slot,
+                hash,
+                old,
+                new,
+            );
+        }
+    }
+}
+
 /// The only writer of a cache's storage. It builds on what it last published and publishes
 /// [`Version`]s.
 pub(crate) struct Writer<K, T> {
@@ -540,19 +575,13 @@ where
                 hamt::insert(&mut self.objects.words, root, hash, slot, &probe).0;
         }
         let new = &*at(entries, id).obj;
-        for (i, t) in self.tables.iter().enumerate() {
-            let root = &mut self.roots[R_INDEXES + i];
-            *root = t.update(
-                &mut self.indexes[i].words,
-                &mut *self.writing[i],
-                look,
-                *root,
-                slot,
-                hash,
-                old.map(|e| &*e.obj),
-                Some(new),
-            );
-        }
+        let indexes = Indexes {
+            tables: &self.tables,
+            spaces: &mut self.indexes,
+            writing: &mut self.writing,
+            roots: &mut self.roots[R_INDEXES..],
+        };
+        indexes.update(look, slot, hash, old.map(|e| &*e.obj), Some(new));
         Ok(())
     }
 
@@ -575,31 +604,21 @@ where
         self.roots[R_OBJECTS] = root;
         self.roots[R_LEN] -= 1;
         self.dead += 1;
-        self.reindex(slot, hash, Some(&old), None);
-        self.set_vector(slot, NONE);
-        self.free.push(slot);
-        Some(old)
-    }
-
-    fn reindex(&mut self, slot: u32, hash: u64, old: Option<&T>, new: Option<&T>) {
         let look = Lookup {
             entries: &self.entries.buf,
             mem: &self.vector.words.buf,
             vector: self.vector(),
         };
-        for (i, t) in self.tables.iter().enumerate() {
-            let root = self.roots[R_INDEXES + i];
-            self.roots[R_INDEXES + i] = t.update(
-                &mut self.indexes[i].words,
-                &mut *self.writing[i],
-                look,
-                root,
-                slot,
-                hash,
-                old,
-                new,
-            );
-        }
+        let indexes = Indexes {
+            tables: &self.tables,
+            spaces: &mut self.indexes,
+            writing: &mut self.writing,
+            roots: &mut self.roots[R_INDEXES..],
+        };
+        indexes.update(look, slot, hash, Some(&old), None);
+        self.set_vector(slot, NONE);
+        self.free.push(slot);
+        Some(old)
     }
 
     /// Publishes what was written so far as a new version.

@@ -125,20 +125,16 @@ impl<T, V> Table<T, V> {
     }
 }
 
-/// Finds a value's record: by the value, or (`target`) by the record's offset.
+/// Finds a value's record by the value.
 struct ValueProbe<'a, V, Q: ?Sized> {
     values: &'a Arena<V>,
     value: &'a Q,
-    target: Option<u32>,
     hasher: &'a Hasher,
 }
 
 impl<V: Borrow<Q> + Hash, Q: Eq + ?Sized> Probe for ValueProbe<'_, V, Q> {
     fn is(&self, words: &Mem, rec: u32) -> bool {
-        match self.target {
-            Some(t) => rec == t,
-            None => at(self.values, rd(words, rec)).borrow() == self.value,
-        }
+        at(self.values, rd(words, rec)).borrow() == self.value
     }
     fn hash_of(&self, words: &Mem, rec: u32) -> u64 {
         self.hasher.hash_one(at(self.values, rd(words, rec)))
@@ -198,7 +194,6 @@ where
         ValueProbe {
             values,
             value,
-            target: None,
             hasher: &self.hasher,
         }
     }

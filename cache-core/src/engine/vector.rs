@@ -128,11 +128,15 @@ fn widened(w: &mut Words, node: u32, width: u32, to: u32) -> u32 {
     at
 }
 
-/// Sets slot `i` under the root `node`, `width` words wide, `level` levels above the values.
+/// Sets slot `i` under `node`, `width` words wide, `level` levels above the values. Inlined
+/// into [`set_below`] and [`Vector::set`], so that below the root the width is a constant and
+/// the copy of a node compiles to straight-line moves.
+#[inline(always)]
 fn set_in(w: &mut Words, node: u32, width: u32, level: u32, i: u32, v: u32) -> u32 {
     let node = if node == NONE {
         w.filled(width, NONE)
     } else {
+        // A node shared with a published version is copied first.
         w.own(node, width)
     };
     let k = (i >> (BITS * (level - 1))) & MASK;
@@ -145,23 +149,9 @@ fn set_in(w: &mut Words, node: u32, width: u32, level: u32, i: u32, v: u32) -> u
     node
 }
 
-/// Sets slot `i` under `node`, a full-width node below the root (its width is a constant, so
-/// that its copy compiles to straight-line moves).
+/// Sets slot `i` under `node`, a full-width node below the root.
 fn set_below(w: &mut Words, node: u32, level: u32, i: u32, v: u32) -> u32 {
-    let node = if node == NONE {
-        w.filled(WIDTH, NONE)
-    } else {
-        // A node shared with a published version is copied first.
-        w.own(node, WIDTH)
-    };
-    let k = (i >> (BITS * (level - 1))) & MASK;
-    let next = if level == 1 {
-        v
-    } else {
-        set_below(w, w.get(node + k), level - 1, i, v)
-    };
-    w.set(node + k, next);
-    node
+    set_in(w, node, WIDTH, level, i, v)
 }
 
 /// The set slots' values, in slot order: a leaf node at a time, each read in one tight loop.
