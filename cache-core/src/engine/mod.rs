@@ -724,10 +724,11 @@ where
     /// they are.
     fn compact_entries(&mut self) {
         let src = &self.entries.buf;
-        let kept = Arena::new();
+        let mut kept = Vec::with_capacity(self.roots[R_LEN] as usize);
         let mut to = self.vector.successor();
         let vector = vector::copy(&self.vector.words.buf, self.vector(), &mut to, &mut |id| {
-            kept.push(at(src, id).clone()) as u32
+            kept.push(at(src, id).clone());
+            (kept.len() - 1) as u32
         });
         let entries = Slots::filled(kept);
         self.roots[R_VECTOR] = vector.root;
@@ -799,14 +800,16 @@ where
             }
         }
         let mut items: Vec<Option<(K, Arc<T>)>> = items.into_iter().map(Some).collect();
-        let entries = Slots::new();
+        let mut base = Vec::with_capacity(keep.len());
         // Slot n holds entry n.
         let mut pairs = Vec::with_capacity(keep.len());
         for (h, i) in keep {
             if let Some((key, obj)) = items[i as usize].take() {
-                pairs.push((h, entries.push(Entry { key, obj, hash: h })));
+                pairs.push((h, base.len() as u32));
+                base.push(Entry { key, obj, hash: h });
             }
         }
+        let entries = Slots::filled(base);
         let n = pairs.len() as u32;
         let mut objects = self.objects.successor();
         let mut roots = vec![hamt::build(&mut objects, &pairs), n];
