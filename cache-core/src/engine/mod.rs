@@ -154,12 +154,12 @@ impl<K, T> Clone for Version<K, T> {
     }
 }
 
-/// Finds a slot by its entry's key, and keeps the entry it found.
+/// Finds a slot by its entry's key, and keeps the number of the entry it found.
 struct KeyProbe<'a, 'q, K, T, Q: ?Sized> {
     look: Lookup<'a, K, T>,
     key: &'q Q,
     hash: u64,
-    found: Cell<Option<&'a Entry<K, T>>>,
+    found: Cell<u32>,
 }
 
 impl<'a, 'q, K, T, Q: ?Sized> KeyProbe<'a, 'q, K, T, Q> {
@@ -168,7 +168,7 @@ impl<'a, 'q, K, T, Q: ?Sized> KeyProbe<'a, 'q, K, T, Q> {
             look,
             key,
             hash,
-            found: Cell::new(None),
+            found: Cell::new(NONE),
         }
     }
 }
@@ -176,10 +176,11 @@ impl<'a, 'q, K, T, Q: ?Sized> KeyProbe<'a, 'q, K, T, Q> {
 impl<K: Borrow<Q>, T, Q: Eq + ?Sized> Probe for KeyProbe<'_, '_, K, T, Q> {
     #[inline]
     fn is(&self, _: &Mem, slot: u32) -> bool {
-        let e = self.look.entry(slot);
+        let id = self.look.vector.get(self.look.mem, slot);
+        let e = at(self.look.entries, id);
         let is = e.hash == self.hash && e.key.borrow() == self.key;
         if is {
-            self.found.set(Some(e));
+            self.found.set(id);
         }
         is
     }
@@ -247,7 +248,7 @@ impl<K: Hash + Eq, T> Version<K, T> {
         let hash = self.hasher.hash_one(key);
         let probe = KeyProbe::new(self.lookup(), key, hash);
         hamt::get(&self.objects, self.objects_root(), hash, &probe)?;
-        probe.found.get()
+        Some(at(&self.entries, probe.found.get()))
     }
 
     /// Every entry, in slot order: straight down the vector, whose leaves (after a compaction)
@@ -504,10 +505,11 @@ where
         }
     }
 
-    /// The slot of the key.
-    fn find(&self, key: &K, hash: u64) -> Option<u32> {
+    /// The slot of the key, and the number of its entry.
+    fn find(&self, key: &K, hash: u64) -> Option<(u32, u32)> {
         let probe = KeyProbe::new(self.lookup(), key, hash);
-        hamt::get(&self.objects.words.buf, self.roots[R_OBJECTS], hash, &probe)
+        let slot = hamt::get(&self.objects.words.buf, self.roots[R_OBJECTS], hash, &probe)?;
+        Some((slot, probe.found.get()))
     }
 
     /// Inserts or replaces the object under `key`.
@@ -518,11 +520,11 @@ where
     pub(crate) fn put(&mut self, key: K, obj: Arc<T>) -> Result<(), Conflict> {
         self.maybe_compact();
         let hash = self.hasher.hash_one(&key);
-        let slot = self.find(&key, hash);
         // Entries stay where they are while the arena grows, so `old` and the new entry are
         // borrowed from it, not cloned; the borrows below are field by field for that reason.
+        let found = self.find(&key, hash);
         let entries = &self.entries.buf;
-        let old = slot.map(|s| at(entries, self.vector().get(&self.vector.words.buf, s)));
+        let (slot, old) = (found.map(|f| f.0), found.map(|f| at(entries, f.1)));
         if old.is_some_and(|e| Arc::ptr_eq(&e.obj, &obj)) {
             return Ok(());
         }
@@ -589,8 +591,8 @@ where
     pub(crate) fn remove(&mut self, key: &K) -> Option<Arc<T>> {
         self.maybe_compact();
         let hash = self.hasher.hash_one(key);
-        let slot = self.find(key, hash)?;
-        let old = self.lookup().entry(slot).obj.clone();
+        let (slot, id) = self.find(key, hash)?;
+        let old = at(&self.entries.buf, id).obj.clone();
         let probe = SlotProbe {
             slot,
             look: Lookup {
