@@ -47,19 +47,18 @@ const CHUNK: usize = 16;
 /// objects are read before any is incremented: an atomic increment of a count that is not in
 /// cache stalls until the line arrives and holds back the loads behind it, so touching a chunk
 /// first lets those cache misses overlap.
-fn clone_all<'a, T: 'a>(out: &mut Vec<Arc<T>>, objs: impl Iterator<Item = &'a Arc<T>>) {
-    let mut objs = objs.peekable();
-    let mut chunk: [Option<&Arc<T>>; CHUNK] = [None; CHUNK];
-    while objs.peek().is_some() {
-        let mut n = 0;
-        let mut sum = 0usize;
-        for (slot, o) in chunk.iter_mut().zip(objs.by_ref()) {
+fn clone_all<'a, T: 'a>(out: &mut Vec<Arc<T>>, mut objs: impl Iterator<Item = &'a Arc<T>>) {
+    while let Some(first) = objs.next() {
+        let mut chunk = [first; CHUNK];
+        let mut n = 1;
+        let mut sum = Arc::strong_count(first);
+        for (slot, o) in chunk[1..].iter_mut().zip(objs.by_ref()) {
             sum = sum.wrapping_add(Arc::strong_count(o));
-            *slot = Some(o);
+            *slot = o;
             n += 1;
         }
         std::hint::black_box(sum);
-        out.extend(chunk[..n].iter().flatten().map(|o| Arc::clone(o)));
+        out.extend(chunk[..n].iter().map(|o| Arc::clone(o)));
     }
 }
 
