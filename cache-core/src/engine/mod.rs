@@ -101,11 +101,16 @@ pub(crate) struct Arenas<K, T> {
 }
 
 /// One published version of the storage: what a snapshot reads. It never changes.
+///
+/// The roots a get needs are held here, beside the arenas, rather than in the vector's arena:
+/// a reader that loads a version just published reads them from the line it loads anyway.
 pub(crate) struct Version<K, T> {
     arenas: Arc<Arenas<K, T>>,
-    /// The offset of the root record, in the vector's arena: `[objects root, object count,
-    /// vector root, vector shape, index roots...]`.
-    root: u32,
+    objects_root: u32,
+    count: u32,
+    slots: Vector,
+    /// The offset of the index roots, in the vector's arena.
+    index_roots: u32,
 }
 
 impl<K, T> std::ops::Deref for Version<K, T> {
@@ -116,7 +121,8 @@ impl<K, T> std::ops::Deref for Version<K, T> {
     }
 }
 
-/// Positions in the root record.
+/// Positions in the writer's root record; those from `R_INDEXES` on are published in the
+/// vector's arena.
 const R_OBJECTS: usize = 0;
 const R_LEN: usize = 1;
 const R_VECTOR: usize = 2;
@@ -149,7 +155,7 @@ impl<K, T> Clone for Version<K, T> {
     fn clone(&self) -> Self {
         Self {
             arenas: self.arenas.clone(),
-            root: self.root,
+            ..*self
         }
     }
 }
@@ -207,17 +213,14 @@ impl<K, T> Probe for SlotProbe<'_, K, T> {
 impl<K, T> Version<K, T> {
     /// The root of index `i`.
     pub(crate) fn index_root(&self, i: usize) -> u32 {
-        rd(&self.vector, self.root + (R_INDEXES + i) as u32)
+        rd(&self.vector, self.index_roots + i as u32)
     }
 
     pub(crate) fn lookup(&self) -> Lookup<'_, K, T> {
         Lookup {
             entries: &self.entries,
             mem: &self.vector,
-            vector: Vector::from_record(
-                rd(&self.vector, self.root + R_VECTOR as u32),
-                rd(&self.vector, self.root + R_SHAPE as u32),
-            ),
+            vector: self.slots,
         }
     }
 
@@ -231,11 +234,7 @@ impl<K, T> Version<K, T> {
 impl<K: Hash + Eq, T> Version<K, T> {
     /// The number of entries.
     pub(crate) fn len(&self) -> usize {
-        rd(&self.vector, self.root + R_LEN as u32) as usize
-    }
-
-    fn objects_root(&self) -> u32 {
-        rd(&self.vector, self.root + R_OBJECTS as u32)
+        self.count as usize
     }
 
     /// The entry with this key.
@@ -247,7 +246,7 @@ impl<K: Hash + Eq, T> Version<K, T> {
     {
         let hash = self.hasher.hash_one(key);
         let probe = KeyProbe::new(self.lookup(), key, hash);
-        hamt::get(&self.objects, self.objects_root(), hash, &probe)?;
+        hamt::get(&self.objects, self.objects_root, hash, &probe)?;
         Some(at(&self.entries, probe.found.get()))
     }
 
@@ -638,8 +637,9 @@ where
             self.views_stale = false;
         }
         let vw = &mut self.vector.words;
-        let at = vw.alloc(self.roots.len() as u32);
-        for (i, r) in self.roots.iter().enumerate() {
+        let index_roots = &self.roots[R_INDEXES..];
+        let at = vw.alloc(index_roots.len() as u32);
+        for (i, r) in index_roots.iter().enumerate() {
             vw.set(at + i as u32, *r);
         }
         for s in self.spaces_mut() {
@@ -676,7 +676,13 @@ where
             Some(a) => a.clone(),
             None => unreachable!("set above"),
         };
-        Version { arenas, root: at }
+        Version {
+            arenas,
+            objects_root: self.roots[R_OBJECTS],
+            count: self.roots[R_LEN],
+            slots: self.vector(),
+            index_roots: at,
+        }
     }
 
     /// Every word arena.
