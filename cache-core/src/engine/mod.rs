@@ -433,6 +433,9 @@ pub(crate) struct Writer<K, T> {
     /// The root record of the next version: `[objects root, object count, vector root, vector
     /// shape, index roots...]`.
     roots: Vec<u32>,
+    /// Where the vector's arena holds the index roots as last published; `None` after the
+    /// arena is replaced or the indexes change.
+    index_record: Option<u32>,
     /// Slots freed by removals, for new keys.
     free: Vec<u32>,
     /// The lowest slot never used.
@@ -472,6 +475,7 @@ where
             views_stale: false,
             tables: tables.into(),
             roots,
+            index_record: None,
             free: Vec::new(),
             next_slot: 0,
             dead: 0,
@@ -638,11 +642,24 @@ where
         }
         let vw = &mut self.vector.words;
         let index_roots = &self.roots[R_INDEXES..];
-        let at = vw.alloc(index_roots.len() as u32);
-        for (i, r) in index_roots.iter().enumerate() {
-            vw.set(at + i as u32, *r);
-        }
-        for s in self.spaces_mut() {
+        // The index roots as last published, when no write changed them since (an update that
+        // keeps its index values changes none).
+        let at = match self.index_record {
+            Some(at) if (0..index_roots.len()).all(|i| vw.get(at + i as u32) == index_roots[i]) => {
+                at
+            }
+            _ => {
+                let at = vw.alloc(index_roots.len() as u32);
+                for (i, r) in index_roots.iter().enumerate() {
+                    vw.set(at + i as u32, *r);
+                }
+                self.index_record = Some(at);
+                at
+            }
+        };
+        self.objects.words.fresh = self.objects.words.used;
+        self.vector.words.fresh = self.vector.words.used;
+        for s in &mut self.indexes {
             s.words.fresh = s.words.used;
         }
         let current = self.published.as_ref().is_some_and(|a| {
@@ -685,17 +702,14 @@ where
         }
     }
 
-    /// Every word arena.
-    fn spaces_mut(&mut self) -> impl Iterator<Item = &mut Space> {
-        [&mut self.objects, &mut self.vector]
-            .into_iter()
-            .chain(self.indexes.iter_mut())
-    }
-
     /// Frees the arenas that no snapshot uses any more.
     pub(crate) fn free_unused(&mut self) {
-        self.old.retain(Old::in_use);
-        for s in self.spaces_mut() {
+        if !self.old.is_empty() {
+            self.old.retain(Old::in_use);
+        }
+        self.objects.words.recycle();
+        self.vector.words.recycle();
+        for s in &mut self.indexes {
             s.words.recycle();
         }
     }
@@ -742,6 +756,7 @@ where
         self.roots[R_VECTOR] = vector.root;
         self.roots[R_SHAPE] = vector.shape();
         self.vector.install(to);
+        self.index_record = None;
         let old = std::mem::replace(&mut self.entries, entries);
         self.old.push(Old::Entries(old.buf));
         self.dead = 0;
@@ -755,6 +770,7 @@ where
         self.roots[R_VECTOR] = vector.root;
         self.roots[R_SHAPE] = vector.shape();
         self.vector.install(to);
+        self.index_record = None;
         self.compactions += 1;
     }
 
@@ -844,6 +860,7 @@ where
         }
         self.objects.install(objects);
         self.vector.install(vwords);
+        self.index_record = None;
         for (s, to) in self.indexes.iter_mut().zip(indexes) {
             s.install(to);
         }
@@ -877,6 +894,7 @@ where
             let mut words = Words::new();
             let root = t.build(&mut words, &mut *w, self.lookup(), &slots);
             self.roots.push(root);
+            self.index_record = None;
             self.writing.push(w);
             self.indexes.push(Space::new(words));
             all.push(t);
