@@ -433,6 +433,8 @@ pub(crate) struct Writer<K, T> {
     /// The root record of the next version: `[objects root, object count, vector root, vector
     /// shape, index roots...]`.
     roots: Vec<u32>,
+    /// Whether any index is unique.
+    unique: bool,
     /// Where the vector's arena holds the index roots as last published; `None` after the
     /// arena is replaced or the indexes change.
     index_record: Option<u32>,
@@ -463,6 +465,7 @@ where
             .zip(&writing)
             .map(|(t, w)| t.view(&**w))
             .collect();
+        let unique = tables.iter().any(|t| t.is_unique());
         let mut roots = vec![NONE, 0, Vector::EMPTY.root, Vector::EMPTY.shape()];
         roots.extend(tables.iter().map(|_| NONE));
         Self {
@@ -476,6 +479,7 @@ where
             tables: tables.into(),
             roots,
             index_record: None,
+            unique,
             free: Vec::new(),
             next_slot: 0,
             dead: 0,
@@ -531,7 +535,8 @@ where
         if old.is_some_and(|e| Arc::ptr_eq(&e.obj, &obj)) {
             return Ok(());
         }
-        for (i, t) in self.tables.iter().enumerate() {
+        let checked = if self.unique { &self.tables[..] } else { &[] };
+        for (i, t) in checked.iter().enumerate() {
             if t.is_unique() {
                 let root = self.roots[R_INDEXES + i];
                 t.check(
@@ -876,7 +881,7 @@ where
 
     /// Whether any index is unique.
     pub(crate) fn has_unique(&self) -> bool {
-        self.tables.iter().any(|t| t.is_unique())
+        self.unique
     }
 
     /// Removes everything (in fresh arenas).
@@ -899,6 +904,7 @@ where
             self.indexes.push(Space::new(words));
             all.push(t);
         }
+        self.unique = all.iter().any(|t| t.is_unique());
         self.tables = all.into();
         self.views_stale = true;
     }

@@ -244,7 +244,7 @@ where
     fn add<K>(
         &self,
         w: &mut Words,
-        st: &Writing<V>,
+        slots: &Slots<V>,
         look: Lookup<'_, K, T>,
         root: u32,
         value: &V,
@@ -252,7 +252,7 @@ where
         hash: u64,
     ) -> u32 {
         let vh = self.hasher.hash_one(value);
-        let probe = self.probe(&st.slots.buf, value);
+        let probe = self.probe(&slots.buf, value);
         // One walk: the record is rewritten and the path to it copied on the way back up.
         let added = hamt::modify(w, root, vh, &probe, |w, rec| {
             let (vid, broot, len) = (w.get(rec), w.get(rec + 1), w.get(rec + 2));
@@ -262,7 +262,7 @@ where
         if let Some(root) = added {
             return root;
         }
-        let vid = st.slots.push(value.clone());
+        let vid = slots.push(value.clone());
         let rec = record(w, None, vid, hamt::LEAF | id, 1);
         hamt::insert(w, root, vh, rec, &probe).0
     }
@@ -273,7 +273,7 @@ where
     fn drop_id<K>(
         &self,
         w: &mut Words,
-        st: &Writing<V>,
+        slots: &Slots<V>,
         look: Lookup<'_, K, T>,
         root: u32,
         value: &V,
@@ -281,7 +281,7 @@ where
         hash: u64,
     ) -> u32 {
         let vh = self.hasher.hash_one(value);
-        let probe = self.probe(&st.slots.buf, value);
+        let probe = self.probe(&slots.buf, value);
         let emptied = std::cell::Cell::new(false);
         let dropped = hamt::modify(w, root, vh, &probe, |w, rec| {
             let (vid, broot, len) = (w.get(rec), w.get(rec + 1), w.get(rec + 2));
@@ -381,33 +381,31 @@ where
         old: Option<&T>,
         new: Option<&T>,
     ) -> u32 {
-        let st = writing_mut::<V>(writing);
-        let (mut ov, mut nv) = (
-            std::mem::take(&mut st.old_values),
-            std::mem::take(&mut st.new_values),
-        );
+        let Writing {
+            slots,
+            old_values: ov,
+            new_values: nv,
+        } = writing_mut::<V>(writing);
         if let Some(o) = old {
-            self.values_into(o, &mut ov);
+            self.values_into(o, ov);
         }
         if let Some(n) = new {
-            self.values_into(n, &mut nv);
+            self.values_into(n, nv);
         }
-        if ov != nv {
-            for value in &ov {
+        if *ov != *nv {
+            for value in ov.iter() {
                 if nv.binary_search(value).is_err() {
-                    root = self.drop_id(w, st, look, root, value, slot, hash);
+                    root = self.drop_id(w, slots, look, root, value, slot, hash);
                 }
             }
-            for value in &nv {
+            for value in nv.iter() {
                 if ov.binary_search(value).is_err() {
-                    root = self.add(w, st, look, root, value, slot, hash);
+                    root = self.add(w, slots, look, root, value, slot, hash);
                 }
             }
         }
         ov.clear();
         nv.clear();
-        st.old_values = ov;
-        st.new_values = nv;
         root
     }
 
