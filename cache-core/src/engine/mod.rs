@@ -535,9 +535,8 @@ where
         if old.is_some_and(|e| Arc::ptr_eq(&e.obj, &obj)) {
             return Ok(());
         }
-        let checked = if self.unique { &self.tables[..] } else { &[] };
-        for (i, t) in checked.iter().enumerate() {
-            if t.is_unique() {
+        for (i, t) in self.tables.iter().enumerate() {
+            if self.unique && t.is_unique() {
                 let root = self.roots[R_INDEXES + i];
                 t.check(
                     &self.indexes[i].words.buf,
@@ -709,9 +708,7 @@ where
 
     /// Frees the arenas that no snapshot uses any more.
     pub(crate) fn free_unused(&mut self) {
-        if !self.old.is_empty() {
-            self.old.retain(Old::in_use);
-        }
+        self.old.retain(Old::in_use);
         self.objects.words.recycle();
         self.vector.words.recycle();
         for s in &mut self.indexes {
@@ -758,24 +755,27 @@ where
             (kept.len() - 1) as u32
         });
         let entries = Slots::filled(kept);
-        self.roots[R_VECTOR] = vector.root;
-        self.roots[R_SHAPE] = vector.shape();
-        self.vector.install(to);
-        self.index_record = None;
+        self.install_vector(to, vector);
         let old = std::mem::replace(&mut self.entries, entries);
         self.old.push(Old::Entries(old.buf));
         self.dead = 0;
         self.compactions += 1;
     }
 
+    /// Makes `words` the vector's arena, with `vector` in it as the slot vector.
+    fn install_vector(&mut self, words: Words, vector: Vector) {
+        self.roots[R_VECTOR] = vector.root;
+        self.roots[R_SHAPE] = vector.shape();
+        self.vector.install(words);
+        // The index roots last published were in the replaced arena.
+        self.index_record = None;
+    }
+
     /// Copies the vector into a fresh arena.
     fn compact_vector(&mut self) {
         let mut to = self.vector.successor();
         let vector = vector::copy(&self.vector.words.buf, self.vector(), &mut to, &mut |id| id);
-        self.roots[R_VECTOR] = vector.root;
-        self.roots[R_SHAPE] = vector.shape();
-        self.vector.install(to);
-        self.index_record = None;
+        self.install_vector(to, vector);
         self.compactions += 1;
     }
 
@@ -864,8 +864,6 @@ where
             indexes.push(to);
         }
         self.objects.install(objects);
-        self.vector.install(vwords);
-        self.index_record = None;
         for (s, to) in self.indexes.iter_mut().zip(indexes) {
             s.install(to);
         }
@@ -874,6 +872,7 @@ where
         self.writing = writing;
         self.views_stale = true;
         self.roots = roots;
+        self.install_vector(vwords, vector);
         self.dead = 0;
         self.free.clear();
         self.next_slot = n;
