@@ -10,6 +10,12 @@
 //! list of all 100k objects, in `lists_cache` / `lists_baseline`) and `[cache|baseline]
 //! by_index [rounds]` (each a `by_index` on every node value, so every object once, in
 //! `by_index_cache` / `by_index_baseline`).
+//!
+//! `ratios [rounds]` times the cache against the baseline instead, interleaved: in each round
+//! the same block of updates (values unchanged, node moves) and of gets runs on one, then on
+//! the other, in alternating order, and a get block runs idle and beside a writer thread; it
+//! prints the median of the per-round ratios with their range. A machine whose speed drifts
+//! between runs (a shared one) moves both sides of each ratio alike.
 
 mod support;
 
@@ -109,6 +115,11 @@ fn main() {
         .collect();
     if mode == "throughput" {
         throughput(target, &base, count.min(600));
+        return;
+    }
+    if target == "ratios" {
+        let rounds = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(21);
+        ratios(&base, rounds);
         return;
     }
     let nodes: Vec<String> = (0..NODES).map(workload::node_name).collect();
@@ -225,4 +236,158 @@ fn throughput(target: &str, base: &[Arc<Obj>], seconds: usize) {
         writes.load(Ordering::Relaxed) as f64 / secs,
         reads.load(Ordering::Relaxed) as f64 / secs
     );
+}
+
+/// Per-round time ratios, cache ÷ baseline, of blocks of updates and gets run on each in turn,
+/// and of gets beside a busy writer ÷ gets idle; prints their medians and ranges.
+fn ratios(base: &[Arc<Obj>], rounds: usize) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    const BLOCK: usize = 20_000;
+    let order = workload::order(N, 13);
+    let keys: Vec<cache_core::ObjectKey> =
+        base.iter().map(|o| cache_core::Object::key(&**o)).collect();
+    let strings: Vec<String> = base.iter().map(|o| o.key_string()).collect();
+    // Each object alternates between its first version and a second one, as in the cache bench.
+    let second = |moved: bool| -> Vec<Arc<Obj>> {
+        base.iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let node = moved.then(|| {
+                    let n: usize = o.node["node-".len()..].parse().unwrap_or(0);
+                    (n + 1) % NODES
+                });
+                o.next(10 * N as u64 + i as u64, node)
+            })
+            .collect()
+    };
+    let (same, moved) = (second(false), second(true));
+    let cache = workload::cache();
+    cache.replace(base.to_vec(), None).expect("no unique index");
+    let b = Baseline::new();
+    b.replace(base.to_vec(), None);
+    let mut flip = vec![false; N];
+    let mut pos = 0;
+    let mut block = |n: usize| -> Vec<usize> {
+        (0..n)
+            .map(|_| {
+                pos = (pos + 1) % N;
+                order[pos]
+            })
+            .collect()
+    };
+    let timed = |f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        f();
+        start.elapsed().as_secs_f64()
+    };
+    // Gets beside a writer thread that updates random objects until told to stop.
+    let written = AtomicUsize::new(0);
+    let busy = |write: &(dyn Fn(usize) + Sync), read: &mut dyn FnMut()| -> f64 {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut i = written.load(Ordering::Relaxed);
+                while !stop.load(Ordering::Relaxed) {
+                    write(i);
+                    i += 1;
+                }
+                written.store(i, Ordering::Relaxed);
+            });
+            std::thread::sleep(Duration::from_millis(5));
+            let t = timed(read);
+            stop.store(true, Ordering::Relaxed);
+            t
+        })
+    };
+    let names = [
+        "update, index values unchanged",
+        "update, node moves",
+        "get_by_key",
+        "reader get, busy writer ÷ idle (cache)",
+        "reader get, busy writer ÷ idle (baseline)",
+    ];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    for round in 0..rounds {
+        for (case, versions) in [&same, &moved].into_iter().enumerate() {
+            let idx = block(BLOCK);
+            let objs: Vec<Arc<Obj>> = idx
+                .iter()
+                .map(|&i| {
+                    flip[i] = !flip[i];
+                    if flip[i] {
+                        versions[i].clone()
+                    } else {
+                        base[i].clone()
+                    }
+                })
+                .collect();
+            let mut run_cache = || updates_cache(&cache, &objs);
+            let mut run_base = || updates_baseline(&b, &objs);
+            let (tc, tb) = if round % 2 == 0 {
+                let tc = timed(&mut run_cache);
+                (tc, timed(&mut run_base))
+            } else {
+                let tb = timed(&mut run_base);
+                (timed(&mut run_cache), tb)
+            };
+            samples[case].push(tc / tb);
+        }
+        let idx = block(BLOCK);
+        let ck: Vec<_> = idx.iter().map(|&i| keys[i].clone()).collect();
+        let bk: Vec<_> = idx.iter().map(|&i| strings[i].clone()).collect();
+        let mut get_cache = || {
+            black_box(gets_cache(&cache, &ck));
+        };
+        let mut get_base = || {
+            black_box(gets_baseline(&b, &bk));
+        };
+        let (tc, tb) = if round % 2 == 0 {
+            let tc = timed(&mut get_cache);
+            (tc, timed(&mut get_base))
+        } else {
+            let tb = timed(&mut get_base);
+            (timed(&mut get_cache), tb)
+        };
+        samples[2].push(tc / tb);
+        // The writer puts fresh versions (a write of the object already stored would return
+        // early in the cache), continuing where the last round's writer stopped.
+        let write_cache = |i: usize| {
+            let k = order[(i * 7919) % N];
+            cache
+                .update(base[k].next(20 * N as u64 + i as u64, None))
+                .expect("no unique index");
+        };
+        let write_base = |i: usize| {
+            let k = order[(i * 7919) % N];
+            b.update(base[k].next(20 * N as u64 + i as u64, None));
+        };
+        let idle = timed(&mut get_cache);
+        samples[3].push(busy(&write_cache, &mut get_cache) / idle);
+        let idle = timed(&mut get_base);
+        samples[4].push(busy(&write_base, &mut get_base) / idle);
+    }
+    let targets = ["≤ 2.0×", "≤ 2.0×", "≤ 1.2×", "≤ 1.3×", ""];
+    println!(
+        "| time ratio ({rounds} rounds of {BLOCK} operations, 100k objects) | median | range | target | rounds within it |"
+    );
+    println!("|---|---|---|---|---|");
+    for ((name, mut s), target) in names.into_iter().zip(samples).zip(targets) {
+        s.sort_by(f64::total_cmp);
+        let limit: Option<f64> = target
+            .trim_start_matches("≤ ")
+            .trim_end_matches('×')
+            .parse()
+            .ok();
+        let within = limit.map_or(String::new(), |l| {
+            format!("{} of {}", s.iter().filter(|r| **r <= l).count(), s.len())
+        });
+        println!(
+            "| {name} | {:.2}× | {:.2}–{:.2}× | {target} | {within} |",
+            s[s.len() / 2],
+            s[0],
+            s[s.len() - 1]
+        );
+    }
 }
