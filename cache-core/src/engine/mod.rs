@@ -7,13 +7,14 @@
 //! With reference-counted child pointers, copying a node increments the count of every sibling
 //! it holds, and freeing the replaced node decrements them all again: most of a write went
 //! there. Here nodes live in an append-only arena of words ([`hamt`]) and name their children
-//! by offset; the entries (key and object) and each index's values live in append-only arenas
-//! of write-once slots ([`slots`]), named by number. Copying a node copies integers.
+//! by offset; the objects, the keys and each index's values live in append-only arenas of
+//! write-once slots ([`slots`]), named by number. Copying a node copies integers.
 //!
-//! Each key keeps a *slot* for as long as it is present. The trie of objects by key and every
-//! index bucket name slots; a persistent vector ([`vector`]) maps each slot to its current
-//! entry. An update that keeps the object's index values writes a new entry and copies one
-//! vector path; it touches no trie.
+//! Each key keeps a *slot* for as long as it is present, and the key arena holds the key (with
+//! its hash) under that slot number. The trie of objects by key and every index bucket name
+//! slots; a persistent vector ([`vector`]) maps each slot to its current *entry*, the object's
+//! place in the entry arena. An update that keeps the object's index values stores the object
+//! as a new entry and copies one vector path; it touches no trie and no key.
 //!
 //! Each trie family has a word arena of its own: the objects by key, the vector (with the root
 //! records), and each index. A write grows only the arenas of what it changes, and each arena
@@ -27,9 +28,12 @@
 //! Replaced nodes and entries stay in the arenas until the writer *compacts*. Once the replaced
 //! entries exceed a tenth of the live ones, it copies the live entries into a fresh entry arena
 //! and renumbers the vector's leaves into a fresh vector arena (so at most about a tenth of the
-//! objects the cache holds are stale ones); once the words in use in an arena exceed six times
-//! those live after its last compaction, it copies that arena's live tries, as they are, into
-//! fresh chunks. Each is a copy of the live state every so many writes in proportion to it:
+//! objects the cache holds are stale ones). An entry is an object alone, so copying one changes
+//! one reference count. Once the words in use in an arena exceed six times those live after
+//! its last compaction, it copies that arena's live tries, as they are, into fresh chunks. A
+//! removed key keeps its slot, and its place in the key arena, until the slots so freed exceed
+//! a tenth of the live ones: the writer then rebuilds the key arena with those slots empty, for
+//! new keys to take. Each is a copy of the live state every so many writes in proportion to it:
 //! O(1) amortized per write. Snapshots taken before keep the old arenas alive; the writer frees
 //! them, never a reader, once no snapshot uses them, and reuses their chunks.
 
@@ -40,33 +44,44 @@ mod vector;
 
 use std::any::Any;
 use std::borrow::Borrow;
-use std::cell::Cell;
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use hamt::{Mem, NONE, Probe, Words, rd};
-use slots::{Arena, Slots, at};
+use slots::{Arena, KeyArena, Keys, Slots, at, key_at};
 pub(crate) use table::{Bucket, ErasedTable, Table, ValuesFn};
 use vector::Vector;
 
 /// The hasher of every map in the crate.
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
-/// An object with its key and the key's hash.
-pub(crate) struct Entry<K, T> {
-    pub(crate) key: K,
-    pub(crate) obj: Arc<T>,
-    pub(crate) hash: u64,
+/// One object of a version, with the slot of its key: what reads of many objects yield. The
+/// key and the object are looked up when asked for, so a read that wants objects alone does
+/// not touch the keys.
+pub(crate) struct Item<'a, K, T> {
+    look: Lookup<'a, K, T>,
+    slot: u32,
+    id: u32,
 }
 
-impl<K: Clone, T> Clone for Entry<K, T> {
+impl<K, T> Clone for Item<'_, K, T> {
     fn clone(&self) -> Self {
-        Self {
-            key: self.key.clone(),
-            obj: self.obj.clone(),
-            hash: self.hash,
-        }
+        *self
+    }
+}
+
+impl<K, T> Copy for Item<'_, K, T> {}
+
+impl<'a, K, T> Item<'a, K, T> {
+    #[inline]
+    pub(crate) fn key(&self) -> &'a K {
+        &key_at(self.look.keys, self.slot).0
+    }
+
+    #[inline]
+    pub(crate) fn obj(&self) -> &'a Arc<T> {
+        at(self.look.entries, self.id)
     }
 }
 
@@ -94,7 +109,10 @@ pub(crate) struct Arenas<K, T> {
     pub(crate) vector: Arc<Mem>,
     /// Each index's words.
     pub(crate) indexes: Box<[Arc<Mem>]>,
-    pub(crate) entries: Arc<Arena<Entry<K, T>>>,
+    /// The key of each slot.
+    pub(crate) keys: Arc<KeyArena<K>>,
+    /// The objects; the vector maps each slot to its object's number here.
+    pub(crate) entries: Arc<Arena<Arc<T>>>,
     pub(crate) values: ValueViews,
     pub(crate) tables: Tables<K, T>,
     hasher: Hasher,
@@ -129,9 +147,11 @@ const R_VECTOR: usize = 2;
 const R_SHAPE: usize = 3;
 const R_INDEXES: usize = 4;
 
-/// Finds the entry of a slot: the entry arena and the vector of one version.
+/// Finds the key and the object of a slot: the key arena, the entry arena and the vector of
+/// one version.
 pub(crate) struct Lookup<'a, K, T> {
-    entries: &'a Arena<Entry<K, T>>,
+    keys: &'a KeyArena<K>,
+    entries: &'a Arena<Arc<T>>,
     mem: &'a Mem,
     vector: Vector,
 }
@@ -145,9 +165,22 @@ impl<K, T> Clone for Lookup<'_, K, T> {
 impl<K, T> Copy for Lookup<'_, K, T> {}
 
 impl<'a, K, T> Lookup<'a, K, T> {
+    /// The object in `slot`.
     #[inline]
-    pub(crate) fn entry(&self, slot: u32) -> &'a Entry<K, T> {
+    pub(crate) fn obj(&self, slot: u32) -> &'a Arc<T> {
         at(self.entries, self.vector.get(self.mem, slot))
+    }
+
+    /// The key in `slot`.
+    #[inline]
+    pub(crate) fn key(&self, slot: u32) -> &'a K {
+        &key_at(self.keys, slot).0
+    }
+
+    /// The hash of the key in `slot`.
+    #[inline]
+    pub(crate) fn hash(&self, slot: u32) -> u64 {
+        key_at(self.keys, slot).1
     }
 }
 
@@ -160,38 +193,21 @@ impl<K, T> Clone for Version<K, T> {
     }
 }
 
-/// Finds a slot by its entry's key, and keeps the number of the entry it found.
-struct KeyProbe<'a, 'q, K, T, Q: ?Sized> {
-    look: Lookup<'a, K, T>,
+/// Finds a slot by its key.
+struct KeyProbe<'a, 'q, K, Q: ?Sized> {
+    keys: &'a KeyArena<K>,
     key: &'q Q,
     hash: u64,
-    found: Cell<u32>,
 }
 
-impl<'a, 'q, K, T, Q: ?Sized> KeyProbe<'a, 'q, K, T, Q> {
-    fn new(look: Lookup<'a, K, T>, key: &'q Q, hash: u64) -> Self {
-        Self {
-            look,
-            key,
-            hash,
-            found: Cell::new(NONE),
-        }
-    }
-}
-
-impl<K: Borrow<Q>, T, Q: Eq + ?Sized> Probe for KeyProbe<'_, '_, K, T, Q> {
+impl<K: Borrow<Q>, Q: Eq + ?Sized> Probe for KeyProbe<'_, '_, K, Q> {
     #[inline]
     fn is(&self, _: &Mem, slot: u32) -> bool {
-        let id = self.look.vector.get(self.look.mem, slot);
-        let e = at(self.look.entries, id);
-        let is = e.hash == self.hash && e.key.borrow() == self.key;
-        if is {
-            self.found.set(id);
-        }
-        is
+        let (k, h) = key_at(self.keys, slot);
+        *h == self.hash && k.borrow() == self.key
     }
     fn hash_of(&self, _: &Mem, slot: u32) -> u64 {
-        self.look.entry(slot).hash
+        key_at(self.keys, slot).1
     }
 }
 
@@ -206,7 +222,7 @@ impl<K, T> Probe for SlotProbe<'_, K, T> {
         p == self.slot
     }
     fn hash_of(&self, _: &Mem, p: u32) -> u64 {
-        self.look.entry(p).hash
+        self.look.hash(p)
     }
 }
 
@@ -218,16 +234,23 @@ impl<K, T> Version<K, T> {
 
     pub(crate) fn lookup(&self) -> Lookup<'_, K, T> {
         Lookup {
+            keys: &self.keys,
             entries: &self.entries,
             mem: &self.vector,
             vector: self.slots,
         }
     }
 
-    /// The entry in `slot`.
+    /// The object in `slot`.
     #[inline]
-    pub(crate) fn entry(&self, slot: u32) -> &Entry<K, T> {
-        self.lookup().entry(slot)
+    pub(crate) fn obj(&self, slot: u32) -> &Arc<T> {
+        self.lookup().obj(slot)
+    }
+
+    /// The key in `slot`.
+    #[inline]
+    pub(crate) fn key(&self, slot: u32) -> &K {
+        self.lookup().key(slot)
     }
 }
 
@@ -237,25 +260,42 @@ impl<K: Hash + Eq, T> Version<K, T> {
         self.count as usize
     }
 
-    /// The entry with this key.
+    /// The object under this key.
     #[inline]
-    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&Entry<K, T>>
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&Arc<T>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        let probe = KeyProbe::new(self.lookup(), key, hash);
-        hamt::get(&self.objects, self.objects_root, hash, &probe)?;
-        Some(at(&self.entries, probe.found.get()))
+        let probe = KeyProbe {
+            keys: &self.keys,
+            key,
+            hash,
+        };
+        let slot = hamt::get(&self.objects, self.objects_root, hash, &probe)?;
+        Some(self.obj(slot))
     }
 
-    /// Every entry, in slot order: straight down the vector, whose leaves (after a compaction)
-    /// are in the order of the entries' arena.
-    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &Entry<K, T>> {
+    /// Every object, in slot order: straight down the vector, whose leaves (after a
+    /// compaction) are in the order of the entries' arena.
+    pub(crate) fn objects(&self) -> impl ExactSizeIterator<Item = &Arc<T>> {
         let look = self.lookup();
         Counted {
             inner: vector::Iter::new(look.mem, look.vector).map(move |id| at(look.entries, id)),
+            left: self.len(),
+        }
+    }
+
+    /// Every object with its key, in slot order.
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = Item<'_, K, T>> {
+        let look = self.lookup();
+        let mut slots = vector::Iter::new(look.mem, look.vector);
+        Counted {
+            inner: std::iter::from_fn(move || {
+                let (slot, id) = slots.next_slot()?;
+                Some(Item { look, slot, id })
+            }),
             left: self.len(),
         }
     }
@@ -266,27 +306,31 @@ impl<K: Hash + Eq, T> Version<K, T> {
             slots: hamt::Iter::new(&self.indexes[bucket.index as usize], bucket.root),
             look: self.lookup(),
             batch: [0; vector::BATCH],
+            ids: [0; vector::BATCH],
             len: 0,
             next: 0,
         }
     }
 }
 
-/// The entries of a trie of slots. Slots are resolved to entries a batch at a time
+/// The objects of a trie of slots. Slots are resolved to entries a batch at a time
 /// ([`Vector::resolve`]), so that the vector walks of a batch overlap.
 pub(crate) struct Ids<'a, K, T> {
     slots: hamt::Iter<'a>,
     look: Lookup<'a, K, T>,
+    /// The batch's slots,
     batch: [u32; vector::BATCH],
+    /// and their entries.
+    ids: [u32; vector::BATCH],
     len: usize,
     next: usize,
 }
 
 impl<'a, K, T> Iterator for Ids<'a, K, T> {
-    type Item = &'a Entry<K, T>;
+    type Item = Item<'a, K, T>;
 
     #[inline]
-    fn next(&mut self) -> Option<&'a Entry<K, T>> {
+    fn next(&mut self) -> Option<Item<'a, K, T>> {
         if self.next == self.len {
             self.len = 0;
             self.next = 0;
@@ -297,13 +341,17 @@ impl<'a, K, T> Iterator for Ids<'a, K, T> {
             if self.len == 0 {
                 return None;
             }
-            self.look
-                .vector
-                .resolve(self.look.mem, &mut self.batch[..self.len]);
+            let ids = &mut self.ids[..self.len];
+            ids.copy_from_slice(&self.batch[..self.len]);
+            self.look.vector.resolve(self.look.mem, ids);
         }
-        let id = self.batch[self.next];
+        let (slot, id) = (self.batch[self.next], self.ids[self.next]);
         self.next += 1;
-        Some(at(self.look.entries, id))
+        Some(Item {
+            look: self.look,
+            slot,
+            id,
+        })
     }
 }
 
@@ -329,7 +377,8 @@ impl<I: Iterator> ExactSizeIterator for Counted<I> {}
 
 /// Arenas replaced by a compaction or a relist, kept until no snapshot uses them.
 enum Old<K, T> {
-    Entries(Arc<Arena<Entry<K, T>>>),
+    Entries(Arc<Arena<Arc<T>>>),
+    Keys(Arc<KeyArena<K>>),
     Values(ValueViews),
 }
 
@@ -337,6 +386,7 @@ impl<K, T> Old<K, T> {
     fn in_use(&self) -> bool {
         match self {
             Old::Entries(a) => Arc::strong_count(a) > 1,
+            Old::Keys(a) => Arc::strong_count(a) > 1,
             Old::Values(a) => Arc::strong_count(a) > 1,
         }
     }
@@ -425,7 +475,8 @@ pub(crate) struct Writer<K, T> {
     vector: Space,
     /// Each index's words.
     indexes: Vec<Space>,
-    entries: Slots<Entry<K, T>>,
+    keys: Keys<K>,
+    entries: Slots<Arc<T>>,
     writing: Vec<Box<dyn Any + Send + Sync>>,
     views: ValueViews,
     views_stale: bool,
@@ -438,8 +489,11 @@ pub(crate) struct Writer<K, T> {
     /// Where the vector's arena holds the index roots as last published; `None` after the
     /// arena is replaced or the indexes change.
     index_record: Option<u32>,
-    /// Slots freed by removals, for new keys.
+    /// Empty slots of the key arena, for new keys.
     free: Vec<u32>,
+    /// Slots freed by removals since the key arena was last rebuilt: they still hold their
+    /// keys, and take new ones once a rebuild has emptied them.
+    freed: Vec<u32>,
     /// The lowest slot never used.
     next_slot: u32,
     /// Entries replaced or removed since the last compaction.
@@ -472,6 +526,7 @@ where
             objects: Space::new(Words::new()),
             vector: Space::new(Words::new()),
             indexes: tables.iter().map(|_| Space::new(Words::new())).collect(),
+            keys: Keys::with(0, []),
             entries: Slots::new(),
             writing,
             views,
@@ -481,6 +536,7 @@ where
             index_record: None,
             unique,
             free: Vec::new(),
+            freed: Vec::new(),
             next_slot: 0,
             dead: 0,
             hasher,
@@ -506,6 +562,7 @@ where
 
     fn lookup(&self) -> Lookup<'_, K, T> {
         Lookup {
+            keys: &self.keys.buf,
             entries: &self.entries.buf,
             mem: &self.vector.words.buf,
             vector: self.vector(),
@@ -514,9 +571,13 @@ where
 
     /// The slot of the key, and the number of its entry.
     fn find(&self, key: &K, hash: u64) -> Option<(u32, u32)> {
-        let probe = KeyProbe::new(self.lookup(), key, hash);
+        let probe = KeyProbe {
+            keys: &self.keys.buf,
+            key,
+            hash,
+        };
         let slot = hamt::get(&self.objects.words.buf, self.roots[R_OBJECTS], hash, &probe)?;
-        Some((slot, probe.found.get()))
+        Some((slot, self.vector().get(&self.vector.words.buf, slot)))
     }
 
     /// Inserts or replaces the object under `key`.
@@ -532,7 +593,7 @@ where
         let found = self.find(&key, hash);
         let entries = &self.entries.buf;
         let (slot, old) = (found.map(|f| f.0), found.map(|f| at(entries, f.1)));
-        if old.is_some_and(|e| Arc::ptr_eq(&e.obj, &obj)) {
+        if old.is_some_and(|o| Arc::ptr_eq(o, &obj)) {
             return Ok(());
         }
         for (i, t) in self.tables.iter().enumerate() {
@@ -549,12 +610,8 @@ where
                 )?;
             }
         }
-        // Keep the stored key: its allocation stays shared.
-        let key = match old {
-            Some(e) => e.key.clone(),
-            None => key,
-        };
-        let id = self.entries.push(Entry { key, obj, hash });
+        let id = self.entries.push(obj);
+        // A present key keeps its slot, and the key stored in it.
         let slot = match slot {
             Some(s) => {
                 self.dead += 1;
@@ -565,6 +622,7 @@ where
                     self.next_slot += 1;
                     self.next_slot - 1
                 });
+                self.keys.set(s, key, hash);
                 self.roots[R_LEN] += 1;
                 s
             }
@@ -573,6 +631,7 @@ where
         self.roots[R_VECTOR] = vector.root;
         self.roots[R_SHAPE] = vector.shape();
         let look = Lookup {
+            keys: &self.keys.buf,
             entries,
             mem: &self.vector.words.buf,
             vector,
@@ -583,14 +642,14 @@ where
             self.roots[R_OBJECTS] =
                 hamt::insert(&mut self.objects.words, root, hash, slot, &probe).0;
         }
-        let new = &*at(entries, id).obj;
+        let new = &**at(entries, id);
         let indexes = Indexes {
             tables: &self.tables,
             spaces: &mut self.indexes,
             writing: &mut self.writing,
             roots: &mut self.roots[R_INDEXES..],
         };
-        indexes.update(look, slot, hash, old.map(|e| &*e.obj), Some(new));
+        indexes.update(look, slot, hash, old.map(|o| &**o), Some(new));
         Ok(())
     }
 
@@ -599,10 +658,11 @@ where
         self.maybe_compact();
         let hash = self.hasher.hash_one(key);
         let (slot, id) = self.find(key, hash)?;
-        let old = at(&self.entries.buf, id).obj.clone();
+        let old = at(&self.entries.buf, id).clone();
         let probe = SlotProbe {
             slot,
             look: Lookup {
+                keys: &self.keys.buf,
                 entries: &self.entries.buf,
                 mem: &self.vector.words.buf,
                 vector: self.vector(),
@@ -614,6 +674,7 @@ where
         self.roots[R_LEN] -= 1;
         self.dead += 1;
         let look = Lookup {
+            keys: &self.keys.buf,
             entries: &self.entries.buf,
             mem: &self.vector.words.buf,
             vector: self.vector(),
@@ -626,7 +687,7 @@ where
         };
         indexes.update(look, slot, hash, Some(&old), None);
         self.set_vector(slot, NONE);
-        self.free.push(slot);
+        self.freed.push(slot);
         Some(old)
     }
 
@@ -668,6 +729,7 @@ where
         }
         let current = self.published.as_ref().is_some_and(|a| {
             Arc::ptr_eq(&a.entries, &self.entries.buf)
+                && Arc::ptr_eq(&a.keys, &self.keys.buf)
                 && Arc::ptr_eq(&a.values, &self.views)
                 && Arc::ptr_eq(&a.tables, &self.tables)
                 && Arc::ptr_eq(&a.objects, self.objects.words.view())
@@ -687,6 +749,7 @@ where
                     .iter_mut()
                     .map(|s| s.words.view().clone())
                     .collect(),
+                keys: self.keys.buf.clone(),
                 entries: self.entries.buf.clone(),
                 values: self.views.clone(),
                 tables: self.tables.clone(),
@@ -721,6 +784,9 @@ where
         if self.dead > live / 10 + SLACK_ENTRIES {
             self.compact_entries();
         }
+        if self.freed.len() as u32 > live / 10 + SLACK_ENTRIES {
+            self.rebuild_keys();
+        }
         if self.vector.grown() {
             self.compact_vector();
         }
@@ -737,6 +803,7 @@ where
     /// Reclaims every arena now.
     pub(crate) fn compact(&mut self) {
         self.compact_entries();
+        self.rebuild_keys();
         self.compact_objects();
         for i in 0..self.indexes.len() {
             self.compact_index(i);
@@ -759,6 +826,21 @@ where
         let old = std::mem::replace(&mut self.entries, entries);
         self.old.push(Old::Entries(old.buf));
         self.dead = 0;
+        self.compactions += 1;
+    }
+
+    /// Copies the keys into a fresh key arena, where the slots freed since the last rebuild
+    /// are empty and can take new keys.
+    fn rebuild_keys(&mut self) {
+        let src = &self.keys.buf;
+        let live = hamt::Iter::new(&self.objects.words.buf, self.roots[R_OBJECTS]).map(|slot| {
+            let (key, hash) = key_at(src, slot);
+            (slot, key.clone(), *hash)
+        });
+        let keys = Keys::with(self.next_slot, live);
+        let old = std::mem::replace(&mut self.keys, keys);
+        self.old.push(Old::Keys(old.buf));
+        self.free.append(&mut self.freed);
         self.compactions += 1;
     }
 
@@ -830,16 +912,20 @@ where
         }
         let mut items: Vec<Option<(K, Arc<T>)>> = items.into_iter().map(Some).collect();
         let mut base = Vec::with_capacity(keep.len());
+        let mut keys = Vec::with_capacity(keep.len());
         // Slot n holds entry n.
         let mut pairs = Vec::with_capacity(keep.len());
         for (h, i) in keep {
             if let Some((key, obj)) = items[i as usize].take() {
-                pairs.push((h, base.len() as u32));
-                base.push(Entry { key, obj, hash: h });
+                let slot = base.len() as u32;
+                pairs.push((h, slot));
+                keys.push((slot, key, h));
+                base.push(obj);
             }
         }
         let entries = Slots::filled(base);
         let n = pairs.len() as u32;
+        let keys = Keys::with(n, keys);
         let mut objects = self.objects.successor();
         let mut roots = vec![hamt::build(&mut objects, &pairs), n];
         let mut vwords = self.vector.successor();
@@ -850,6 +936,7 @@ where
         roots.extend([vector.root, vector.shape()]);
         let slots: Vec<u32> = (0..n).collect();
         let look = Lookup {
+            keys: &keys.buf,
             entries: &entries.buf,
             mem: &vwords.buf,
             vector,
@@ -869,12 +956,15 @@ where
         }
         let old_entries = std::mem::replace(&mut self.entries, entries);
         self.old.push(Old::Entries(old_entries.buf));
+        let old_keys = std::mem::replace(&mut self.keys, keys);
+        self.old.push(Old::Keys(old_keys.buf));
         self.writing = writing;
         self.views_stale = true;
         self.roots = roots;
         self.install_vector(vwords, vector);
         self.dead = 0;
         self.free.clear();
+        self.freed.clear();
         self.next_slot = n;
     }
 

@@ -1,7 +1,7 @@
 //! The storage of one index: a trie from each value to a *record* `[value slot, bucket, size]`
-//! in the word arena, where the bucket is a trie of the entry ids that hold the value, keyed by
-//! the entries' key hashes. Buckets hold ids, not keys and objects, so copying a bucket node
-//! copies integers.
+//! in the word arena, where the bucket is a trie of the slots whose objects hold the value,
+//! keyed by their keys' hashes. Buckets hold slot numbers, not keys and objects, so copying a
+//! bucket node copies integers.
 
 use std::any::Any;
 use std::borrow::Borrow;
@@ -363,7 +363,7 @@ where
                     index: self.name.to_string(),
                     value: format!("{value:?}"),
                     key: format!("{key:?}"),
-                    holder: format!("{:?}", look.entry(holder).key),
+                    holder: format!("{:?}", look.key(holder)),
                 });
             }
         }
@@ -420,10 +420,10 @@ where
         let mut groups: HashMap<V, Vec<(u64, u32)>, Hasher> = HashMap::default();
         let mut scratch = Vec::new();
         for &id in slots {
-            let e = look.entry(id);
-            self.values_into(&e.obj, &mut scratch);
+            self.values_into(look.obj(id), &mut scratch);
+            let hash = look.hash(id);
             for value in scratch.drain(..) {
-                groups.entry(value).or_default().push((e.hash, id));
+                groups.entry(value).or_default().push((hash, id));
             }
         }
         let mut recs: Vec<(u64, u32)> = groups

@@ -160,8 +160,11 @@ pub(crate) struct Iter<'a> {
     /// (node, next position, width) per level above the leaves, the root first.
     stack: Vec<(u32, u32, u32)>,
     depth: usize,
-    /// The rest of the current leaf node.
+    /// The rest of the current leaf node,
     leaf: std::slice::Iter<'a, std::sync::atomic::AtomicU32>,
+    /// the slot of its first word, and its width.
+    leaf_slot: u32,
+    leaf_width: u32,
 }
 
 impl<'a> Iter<'a> {
@@ -171,9 +174,12 @@ impl<'a> Iter<'a> {
             stack: Vec::with_capacity(vec.depth as usize),
             depth: vec.depth as usize,
             leaf: [].iter(),
+            leaf_slot: 0,
+            leaf_width: 0,
         };
         if vec.depth == 1 && vec.root != NONE {
             it.leaf = span(words, vec.root, vec.width).iter();
+            it.leaf_width = vec.width;
         } else if vec.depth > 1 && vec.root != NONE {
             it.stack.push((vec.root, 0, vec.width));
         }
@@ -200,9 +206,35 @@ impl<'a> Iter<'a> {
             }
             if level == leaf_level {
                 self.leaf = span(self.words, child, WIDTH).iter();
+                self.leaf_width = WIDTH;
+                // Each node on the stack has just passed the child leading here.
+                self.leaf_slot = self
+                    .stack
+                    .iter()
+                    .fold(0, |slot, &(_, next, _)| (slot << BITS) | (next - 1))
+                    << BITS;
                 return true;
             }
             self.stack.push((child, 0, WIDTH));
+        }
+    }
+}
+
+impl Iter<'_> {
+    /// The next set slot and its value.
+    #[inline]
+    pub(crate) fn next_slot(&mut self) -> Option<(u32, u32)> {
+        loop {
+            for w in self.leaf.by_ref() {
+                let v = w.load(Relaxed);
+                if v != NONE {
+                    let slot = self.leaf_slot + self.leaf_width - 1 - self.leaf.len() as u32;
+                    return Some((slot, v));
+                }
+            }
+            if !self.next_leaf() {
+                return None;
+            }
         }
     }
 }
@@ -212,17 +244,7 @@ impl Iterator for Iter<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<u32> {
-        loop {
-            for w in self.leaf.by_ref() {
-                let v = w.load(Relaxed);
-                if v != NONE {
-                    return Some(v);
-                }
-            }
-            if !self.next_leaf() {
-                return None;
-            }
-        }
+        self.next_slot().map(|(_, v)| v)
     }
 }
 
@@ -301,6 +323,9 @@ mod tests {
                 let values: Vec<u32> = Iter::new(&w.buf, *vec).collect();
                 prop_assert_eq!(Iter::new(&w.buf, Vector::EMPTY).count(), 0);
                 prop_assert_eq!(values, model.values().copied().collect::<Vec<_>>());
+                let mut it = Iter::new(&w.buf, *vec);
+                let pairs: Vec<(u32, u32)> = std::iter::from_fn(|| it.next_slot()).collect();
+                prop_assert_eq!(pairs, model.iter().map(|(i, v)| (*i, *v)).collect::<Vec<_>>());
             }
         }
     }

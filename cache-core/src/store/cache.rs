@@ -153,7 +153,7 @@ impl<T: Object> Cache<T> {
                 let items = current
                     .version
                     .iter()
-                    .map(|e| (e.key.clone(), e.obj.clone()))
+                    .map(|e| (e.key().clone(), e.obj().clone()))
                     .collect();
                 writer.store.replace(items);
                 writer.resource_version = current.resource_version.clone();

@@ -108,7 +108,7 @@ impl<T: Object> Snapshot<T> {
         let mut out = Vec::new();
         if let Some(b) = bucket {
             out.reserve_exact(b.len as usize);
-            clone_all(&mut out, self.version.ids(b).map(|e| &e.obj));
+            clone_all(&mut out, self.version.ids(b).map(|e| e.obj()));
         }
         out
     }
@@ -131,7 +131,7 @@ impl<T: Object> Snapshot<T> {
 
     /// The object with this key.
     pub fn get(&self, key: &T::Key) -> Option<&Arc<T>> {
-        self.version.get(key).map(|e| &e.obj)
+        self.version.get(key)
     }
 
     /// Whether an object has this key.
@@ -142,23 +142,23 @@ impl<T: Object> Snapshot<T> {
     /// Every object, in no particular order.
     pub fn list(&self) -> Vec<Arc<T>> {
         let mut out = Vec::with_capacity(self.len());
-        clone_all(&mut out, self.version.iter().map(|e| &e.obj));
+        clone_all(&mut out, self.version.objects());
         out
     }
 
     /// Every object, by reference, in no particular order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &Arc<T>> {
-        self.version.iter().map(|e| &e.obj)
+        self.version.objects()
     }
 
     /// Every key, in no particular order.
     pub fn keys(&self) -> impl ExactSizeIterator<Item = &T::Key> {
-        self.version.iter().map(|e| &e.key)
+        self.version.iter().map(|e| e.key())
     }
 
     /// Every key with its object, in no particular order.
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&T::Key, &Arc<T>)> {
-        self.version.iter().map(|e| (&e.key, &e.obj))
+        self.version.iter().map(|e| (e.key(), e.obj()))
     }
 
     /// The objects whose index `index` holds `value`, in no particular order. A `String` index
@@ -199,7 +199,7 @@ impl<T: Object> Snapshot<T> {
         L: Lookup<V>,
     {
         let b = self.bucket(index, value)?;
-        self.version.ids(b).next().map(|e| e.obj.clone())
+        self.version.ids(b).next().map(|e| e.obj().clone())
     }
 
     /// The keys of the objects whose index `index` holds `value`, in no particular order.
@@ -209,7 +209,7 @@ impl<T: Object> Snapshot<T> {
         L: Lookup<V>,
     {
         self.bucket(index, value)
-            .map(|b| self.version.ids(b).map(|e| e.key.clone()).collect())
+            .map(|b| self.version.ids(b).map(|e| e.key().clone()).collect())
             .unwrap_or_default()
     }
 
@@ -272,7 +272,7 @@ impl<T: Object> Snapshot<T> {
         let ids = index.matching(&self.version, i, obj);
         Ok(ids
             .into_iter()
-            .map(|slot| self.version.entry(slot).obj.clone())
+            .map(|slot| self.version.obj(slot).clone())
             .collect())
     }
 
@@ -284,7 +284,7 @@ impl<T: Object> Snapshot<T> {
     pub fn index_keys(&self, name: &str, value: &str) -> Result<Vec<T::Key>, StoreError> {
         Ok(self
             .bucket_str(name, value)?
-            .map(|b| self.version.ids(b).map(|e| e.key.clone()).collect())
+            .map(|b| self.version.ids(b).map(|e| e.key().clone()).collect())
             .unwrap_or_default())
     }
 
@@ -325,22 +325,22 @@ impl<T: Object> Snapshot<T> {
         for (i, index) in self.version.tables.iter().enumerate() {
             let mut expected: Vec<(String, T::Key)> = Vec::new();
             for e in self.version.iter() {
-                for v in index.debug_values(&e.obj) {
-                    expected.push((v, e.key.clone()));
+                for v in index.debug_values(e.obj()) {
+                    expected.push((v, e.key().clone()));
                 }
             }
             let mut actual: Vec<(String, T::Key)> = Vec::new();
             for (value, slot) in index.debug_entries(&self.version, i) {
-                let e = self.version.entry(slot);
-                if !self.get(&e.key).is_some_and(|o| Arc::ptr_eq(o, &e.obj)) {
+                let (key, obj) = (self.version.key(slot), self.version.obj(slot));
+                if !self.get(key).is_some_and(|o| Arc::ptr_eq(o, obj)) {
                     return Err(format!(
                         "index {:?} holds under {value} an object for {:?} that is not the \
                          snapshot's",
                         index.name(),
-                        e.key
+                        key
                     ));
                 }
-                actual.push((value, e.key.clone()));
+                actual.push((value, key.clone()));
             }
             expected.sort();
             actual.sort();
@@ -391,7 +391,7 @@ pub struct ByIter<'a, T: Object> {
 impl<'a, T: Object> Iterator for ByIter<'a, T> {
     type Item = &'a Arc<T>;
     fn next(&mut self) -> Option<&'a Arc<T>> {
-        self.inner.as_mut()?.next().map(|e| &e.obj)
+        self.inner.as_mut()?.next().map(|e| e.obj())
     }
 }
 
@@ -432,6 +432,10 @@ pub struct ByEntries<'a, T: Object> {
 impl<'a, T: Object> Iterator for ByEntries<'a, T> {
     type Item = (&'a T::Key, &'a Arc<T>);
     fn next(&mut self) -> Option<Self::Item> {
-        self.inner.inner.as_mut()?.next().map(|e| (&e.key, &e.obj))
+        self.inner
+            .inner
+            .as_mut()?
+            .next()
+            .map(|e| (e.key(), e.obj()))
     }
 }
