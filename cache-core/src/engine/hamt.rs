@@ -277,7 +277,17 @@ pub(crate) fn span(mem: &Mem, at: u32, len: u32) -> &[AtomicU32] {
 
 #[inline]
 pub(crate) fn copy_words(to: &[AtomicU32], from: &[AtomicU32]) {
-    for (d, s) in to.iter().zip(from) {
+    debug_assert_eq!(to.len(), from.len());
+    // Eight words per step, as straight-line moves: atomic words are copied one at a time,
+    // and a loop step per word would cost more than the move itself.
+    let (to8, to_rest) = to.as_chunks::<8>();
+    let (from8, from_rest) = from.as_chunks::<8>();
+    for (d, s) in to8.iter().zip(from8) {
+        for i in 0..8 {
+            d[i].store(s[i].load(Relaxed), Relaxed);
+        }
+    }
+    for (d, s) in to_rest.iter().zip(from_rest) {
         d.store(s.load(Relaxed), Relaxed);
     }
 }
