@@ -255,7 +255,7 @@ impl<K, T> Version<K, T> {
 }
 
 impl<K: Hash + Eq, T> Version<K, T> {
-    /// The number of entries.
+    /// The number of objects.
     pub(crate) fn len(&self) -> usize {
         self.count as usize
     }
@@ -300,7 +300,7 @@ impl<K: Hash + Eq, T> Version<K, T> {
         }
     }
 
-    /// The entries of a bucket.
+    /// The objects of a bucket, with their slots.
     pub(crate) fn ids(&self, bucket: Bucket) -> Ids<'_, K, T> {
         Ids {
             slots: hamt::Iter::new(&self.indexes[bucket.index as usize], bucket.root),
