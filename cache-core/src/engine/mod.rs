@@ -318,9 +318,9 @@ impl<K: Hash + Eq, T> Version<K, T> {
 pub(crate) struct Ids<'a, K, T> {
     slots: hamt::Iter<'a>,
     look: Lookup<'a, K, T>,
-    /// The batch's slots,
+    /// The slots of the current batch.
     batch: [u32; vector::BATCH],
-    /// and their entries.
+    /// The entries of those slots.
     ids: [u32; vector::BATCH],
     len: usize,
     next: usize,

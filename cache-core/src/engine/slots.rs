@@ -98,7 +98,7 @@ pub(crate) struct Keys<K> {
     pub(crate) buf: Arc<KeyArena<K>>,
 }
 
-impl<K: Clone> Keys<K> {
+impl<K> Keys<K> {
     /// An arena of `len` slots holding `keys` (slot, key, hash); the others empty, to be
     /// filled once each.
     pub(crate) fn with(len: u32, keys: impl IntoIterator<Item = (u32, K, u64)>) -> Self {

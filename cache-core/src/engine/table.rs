@@ -419,11 +419,11 @@ where
         let st = writing_mut::<V>(writing);
         let mut groups: HashMap<V, Vec<(u64, u32)>, Hasher> = HashMap::default();
         let mut scratch = Vec::new();
-        for &id in slots {
-            self.values_into(look.obj(id), &mut scratch);
-            let hash = look.hash(id);
+        for &slot in slots {
+            self.values_into(look.obj(slot), &mut scratch);
+            let hash = look.hash(slot);
             for value in scratch.drain(..) {
-                groups.entry(value).or_default().push((hash, id));
+                groups.entry(value).or_default().push((hash, slot));
             }
         }
         let mut recs: Vec<(u64, u32)> = groups

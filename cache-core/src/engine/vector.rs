@@ -160,10 +160,11 @@ pub(crate) struct Iter<'a> {
     /// (node, next position, width) per level above the leaves, the root first.
     stack: Vec<(u32, u32, u32)>,
     depth: usize,
-    /// The rest of the current leaf node,
+    /// The rest of the current leaf node.
     leaf: std::slice::Iter<'a, std::sync::atomic::AtomicU32>,
-    /// the slot of its first word, and its width.
+    /// The slot of the current leaf node's first word.
     leaf_slot: u32,
+    /// The current leaf node's width.
     leaf_width: u32,
 }
 
