@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use cache_core::Cache;
 use support::baseline::Baseline;
+use support::data::{Data, with_writer};
 use support::workload::{self, NODES, Obj};
 
 const N: usize = 100_000;
@@ -94,6 +95,10 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let target = args.first().map_or("cache", String::as_str);
+    if target == "ratios" {
+        ratios(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(21));
+        return;
+    }
     let mode = args.get(1).map_or("same", String::as_str);
     let count: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20_000);
     let base = workload::objects(N);
@@ -115,11 +120,6 @@ fn main() {
         .collect();
     if mode == "throughput" {
         throughput(target, &base, count.min(600));
-        return;
-    }
-    if target == "ratios" {
-        let rounds = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(21);
-        ratios(&base, rounds);
         return;
     }
     let nodes: Vec<String> = (0..NODES).map(workload::node_name).collect();
@@ -240,67 +240,39 @@ fn throughput(target: &str, base: &[Arc<Obj>], seconds: usize) {
 
 /// Per-round time ratios, cache ÷ baseline, of blocks of updates and gets run on each in turn,
 /// and of gets beside a busy writer ÷ gets idle; prints their medians and ranges.
-fn ratios(base: &[Arc<Obj>], rounds: usize) {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::time::{Duration, Instant};
+fn ratios(rounds: usize) {
+    use std::sync::atomic::AtomicU64;
+    use std::time::Instant;
 
     const BLOCK: usize = 20_000;
-    let order = workload::order(N, 13);
-    let keys: Vec<cache_core::ObjectKey> =
-        base.iter().map(|o| cache_core::Object::key(&**o)).collect();
-    let strings: Vec<String> = base.iter().map(|o| o.key_string()).collect();
-    // Each object alternates between its first version and a second one, as in the cache bench.
-    let second = |moved: bool| -> Vec<Arc<Obj>> {
-        base.iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let node = moved.then(|| {
-                    let n: usize = o.node["node-".len()..].parse().unwrap_or(0);
-                    (n + 1) % NODES
-                });
-                o.next(10 * N as u64 + i as u64, node)
-            })
-            .collect()
-    };
-    let (same, moved) = (second(false), second(true));
-    let cache = workload::cache();
-    cache.replace(base.to_vec(), None).expect("no unique index");
+    let d = Data::new(N);
+    let cache = d.filled();
     let b = Baseline::new();
-    b.replace(base.to_vec(), None);
-    let mut flip = vec![false; N];
-    let mut pos = 0;
-    let mut block = |n: usize| -> Vec<usize> {
-        (0..n)
-            .map(|_| {
-                pos = (pos + 1) % N;
-                order[pos]
-            })
-            .collect()
-    };
+    b.replace(d.base.clone(), d.rv());
     let timed = |f: &mut dyn FnMut()| {
         let start = Instant::now();
         f();
         start.elapsed().as_secs_f64()
     };
-    // Gets beside a writer thread that updates random objects until told to stop.
-    let written = AtomicUsize::new(0);
-    let busy = |write: &(dyn Fn(usize) + Sync), read: &mut dyn FnMut()| -> f64 {
-        let stop = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let mut i = written.load(Ordering::Relaxed);
-                while !stop.load(Ordering::Relaxed) {
-                    write(i);
-                    i += 1;
-                }
-                written.store(i, Ordering::Relaxed);
-            });
-            std::thread::sleep(Duration::from_millis(5));
-            let t = timed(read);
-            stop.store(true, Ordering::Relaxed);
-            t
-        })
+    // The two sides' times, in alternating order from round to round.
+    let pair = |round: usize, ours: &mut dyn FnMut(), theirs: &mut dyn FnMut()| {
+        if round.is_multiple_of(2) {
+            let t = timed(ours);
+            t / timed(theirs)
+        } else {
+            let t = timed(theirs);
+            timed(ours) / t
+        }
     };
+    // The writer beside the gets puts an object's other version, or its base one back.
+    let write_cache = |i: usize, flipped: bool| {
+        let o = if flipped { &d.same[i] } else { &d.base[i] };
+        cache.update(o.clone()).expect("no unique index");
+    };
+    let write_base = |i: usize, flipped: bool| {
+        b.update(if flipped { &d.same[i] } else { &d.base[i] }.clone());
+    };
+    let writes = AtomicU64::new(0);
     let names = [
         "update, index values unchanged",
         "update, node moves",
@@ -308,80 +280,45 @@ fn ratios(base: &[Arc<Obj>], rounds: usize) {
         "reader get, busy writer ÷ idle (cache)",
         "reader get, busy writer ÷ idle (baseline)",
     ];
+    let targets = [Some(2.0), Some(2.0), Some(1.2), Some(1.3), None];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
-    for round in 0..rounds {
-        for (case, versions) in [&same, &moved].into_iter().enumerate() {
-            let idx = block(BLOCK);
-            let objs: Vec<Arc<Obj>> = idx
-                .iter()
-                .map(|&i| {
-                    flip[i] = !flip[i];
-                    if flip[i] {
-                        versions[i].clone()
-                    } else {
-                        base[i].clone()
-                    }
-                })
-                .collect();
-            let mut run_cache = || updates_cache(&cache, &objs);
-            let mut run_base = || updates_baseline(&b, &objs);
-            let (tc, tb) = if round % 2 == 0 {
-                let tc = timed(&mut run_cache);
-                (tc, timed(&mut run_base))
-            } else {
-                let tb = timed(&mut run_base);
-                (timed(&mut run_cache), tb)
-            };
-            samples[case].push(tc / tb);
+    for (round, block) in d.order.chunks(BLOCK).cycle().take(rounds).enumerate() {
+        // Every object is at its base version between the timed blocks.
+        for (case, versions) in [&d.same, &d.moved].into_iter().enumerate() {
+            let next: Vec<Arc<Obj>> = block.iter().map(|&i| versions[i].clone()).collect();
+            let back: Vec<Arc<Obj>> = block.iter().map(|&i| d.base[i].clone()).collect();
+            samples[case].push(pair(
+                round,
+                &mut || updates_cache(&cache, &next),
+                &mut || updates_baseline(&b, &next),
+            ));
+            updates_cache(&cache, &back);
+            updates_baseline(&b, &back);
         }
-        let idx = block(BLOCK);
-        let ck: Vec<_> = idx.iter().map(|&i| keys[i].clone()).collect();
-        let bk: Vec<_> = idx.iter().map(|&i| strings[i].clone()).collect();
+        // The query keys in the order they are asked for, as a caller's own key would be.
+        let ck: Vec<_> = block.iter().map(|&i| d.keys[i].clone()).collect();
+        let bk: Vec<_> = block.iter().map(|&i| d.key_strings[i].clone()).collect();
         let mut get_cache = || {
             black_box(gets_cache(&cache, &ck));
         };
         let mut get_base = || {
             black_box(gets_baseline(&b, &bk));
         };
-        let (tc, tb) = if round % 2 == 0 {
-            let tc = timed(&mut get_cache);
-            (tc, timed(&mut get_base))
-        } else {
-            let tb = timed(&mut get_base);
-            (timed(&mut get_cache), tb)
-        };
-        samples[2].push(tc / tb);
-        // The writer puts fresh versions (a write of the object already stored would return
-        // early in the cache), continuing where the last round's writer stopped.
-        let write_cache = |i: usize| {
-            let k = order[(i * 7919) % N];
-            cache
-                .update(base[k].next(20 * N as u64 + i as u64, None))
-                .expect("no unique index");
-        };
-        let write_base = |i: usize| {
-            let k = order[(i * 7919) % N];
-            b.update(base[k].next(20 * N as u64 + i as u64, None));
-        };
+        samples[2].push(pair(round, &mut get_cache, &mut get_base));
         let idle = timed(&mut get_cache);
-        samples[3].push(busy(&write_cache, &mut get_cache) / idle);
+        samples[3].push(with_writer(&d, &write_cache, &writes, || timed(&mut get_cache)) / idle);
         let idle = timed(&mut get_base);
-        samples[4].push(busy(&write_base, &mut get_base) / idle);
+        samples[4].push(with_writer(&d, &write_base, &writes, || timed(&mut get_base)) / idle);
     }
-    let targets = ["≤ 2.0×", "≤ 2.0×", "≤ 1.2×", "≤ 1.3×", ""];
     println!(
         "| time ratio ({rounds} rounds of {BLOCK} operations, 100k objects) | median | range | target | rounds within it |"
     );
     println!("|---|---|---|---|---|");
     for ((name, mut s), target) in names.into_iter().zip(samples).zip(targets) {
         s.sort_by(f64::total_cmp);
-        let limit: Option<f64> = target
-            .trim_start_matches("≤ ")
-            .trim_end_matches('×')
-            .parse()
-            .ok();
-        let within = limit.map_or(String::new(), |l| {
-            format!("{} of {}", s.iter().filter(|r| **r <= l).count(), s.len())
+        let (target, within) = target.map_or((String::new(), String::new()), |t| {
+            let n = s.iter().filter(|r| **r <= t).count();
+            (format!("≤ {t:.1}×"), format!("{n} of {}", s.len()))
         });
         println!(
             "| {name} | {:.2}× | {:.2}–{:.2}× | {target} | {within} |",

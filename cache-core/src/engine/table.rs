@@ -238,54 +238,54 @@ where
         hamt::Iter::new(words, v.index_root(i)).map(move |rec| at(values, rd(words, rec)))
     }
 
-    /// Adds slot `id`, whose key hashes to `hash`, to the bucket of `value`, creating the value's
+    /// Adds `slot`, whose key hashes to `hash`, to the bucket of `value`, creating the value's
     /// record if it has none.
     #[allow(clippy::too_many_arguments)]
     fn add<K>(
         &self,
         w: &mut Words,
-        slots: &Slots<V>,
+        values: &Slots<V>,
         look: Lookup<'_, K, T>,
         root: u32,
         value: &V,
-        id: u32,
+        slot: u32,
         hash: u64,
     ) -> u32 {
         let vh = self.hasher.hash_one(value);
-        let probe = self.probe(&slots.buf, value);
+        let probe = self.probe(&values.buf, value);
         // One walk: the record is rewritten and the path to it copied on the way back up.
         let added = hamt::modify(w, root, vh, &probe, |w, rec| {
             let (vid, broot, len) = (w.get(rec), w.get(rec + 1), w.get(rec + 2));
-            let (nb, _) = hamt::insert(w, broot, hash, id, &SlotProbe { slot: id, look });
+            let (nb, _) = hamt::insert(w, broot, hash, slot, &SlotProbe { slot, look });
             record(w, Some(rec), vid, nb, len + 1)
         });
         if let Some(root) = added {
             return root;
         }
-        let vid = slots.push(value.clone());
-        let rec = record(w, None, vid, hamt::LEAF | id, 1);
+        let vid = values.push(value.clone());
+        let rec = record(w, None, vid, hamt::LEAF | slot, 1);
         hamt::insert(w, root, vh, rec, &probe).0
     }
 
-    /// Removes slot `id`, whose key hashes to `hash`, from the bucket of `value`, and the value's
+    /// Removes `slot`, whose key hashes to `hash`, from the bucket of `value`, and the value's
     /// record with its last slot.
     #[allow(clippy::too_many_arguments)]
     fn drop_id<K>(
         &self,
         w: &mut Words,
-        slots: &Slots<V>,
+        values: &Slots<V>,
         look: Lookup<'_, K, T>,
         root: u32,
         value: &V,
-        id: u32,
+        slot: u32,
         hash: u64,
     ) -> u32 {
         let vh = self.hasher.hash_one(value);
-        let probe = self.probe(&slots.buf, value);
+        let probe = self.probe(&values.buf, value);
         let emptied = std::cell::Cell::new(false);
         let dropped = hamt::modify(w, root, vh, &probe, |w, rec| {
             let (vid, broot, len) = (w.get(rec), w.get(rec + 1), w.get(rec + 2));
-            match hamt::remove(w, broot, hash, &SlotProbe { slot: id, look }) {
+            match hamt::remove(w, broot, hash, &SlotProbe { slot, look }) {
                 // Not in the bucket: the record stays as it is.
                 None => rec,
                 Some((NONE, _)) => {
@@ -382,7 +382,7 @@ where
         new: Option<&T>,
     ) -> u32 {
         let Writing {
-            slots,
+            slots: values,
             old_values: ov,
             new_values: nv,
         } = writing_mut::<V>(writing);
@@ -395,12 +395,12 @@ where
         if *ov != *nv {
             for value in ov.iter() {
                 if nv.binary_search(value).is_err() {
-                    root = self.drop_id(w, slots, look, root, value, slot, hash);
+                    root = self.drop_id(w, values, look, root, value, slot, hash);
                 }
             }
             for value in nv.iter() {
                 if ov.binary_search(value).is_err() {
-                    root = self.add(w, slots, look, root, value, slot, hash);
+                    root = self.add(w, values, look, root, value, slot, hash);
                 }
             }
         }
