@@ -480,6 +480,53 @@ fn the_writer_compacts_and_releases_replaced_objects_but_held_snapshots_keep_the
 }
 
 #[test]
+fn removed_keys_slots_go_to_new_keys_while_held_snapshots_keep_the_old_keys() {
+    // Removing more than a tenth of the keys makes the writer rebuild its key arena and give
+    // the freed slots to new keys; a snapshot taken before must still read the keys it had.
+    let cache = Cache::with_indexers(by_val());
+    let first: Vec<Arc<Obj>> = (0..1000).map(|i| obj(&format!("k{i}"), "a")).collect();
+    for o in &first {
+        cache.add(o.clone()).unwrap();
+    }
+    let held = cache.snapshot();
+    for o in &first[..600] {
+        cache.delete(o.clone()).unwrap();
+    }
+    let added: Vec<Arc<Obj>> = (0..600).map(|i| obj(&format!("n{i}"), "b")).collect();
+    for o in &added {
+        cache.add(o.clone()).unwrap();
+    }
+    let now = cache.snapshot();
+    let mut expected: Vec<String> = first[600..]
+        .iter()
+        .chain(&added)
+        .map(|o| o.id.clone())
+        .collect();
+    expected.sort();
+    let mut got: Vec<String> = now.keys().map(|k| k.name().to_owned()).collect();
+    got.sort();
+    assert_eq!(got, expected);
+    for o in first[600..].iter().chain(&added) {
+        assert!(Arc::ptr_eq(now.get(&key(&o.id)).unwrap(), o));
+    }
+    assert!(now.get(&key("k0")).is_none());
+    assert_eq!(now.by_index("by_val", "b").unwrap().len(), 600);
+    assert_eq!(now.verify_indexes(), Ok(()));
+    // The snapshot from before: every first key, each with its object.
+    let mut old: Vec<String> = held.keys().map(|k| k.name().to_owned()).collect();
+    old.sort();
+    let mut first_ids: Vec<String> = first.iter().map(|o| o.id.clone()).collect();
+    first_ids.sort();
+    assert_eq!(old, first_ids);
+    for (k, o) in held.keys().zip(held.iter()) {
+        assert_eq!(k, &o.key());
+    }
+    assert!(held.get(&key("n0")).is_none());
+    assert_eq!(held.by_index("by_val", "a").unwrap().len(), 1000);
+    assert_eq!(held.verify_indexes(), Ok(()));
+}
+
+#[test]
 fn bucket_iteration_yields_every_object_once_and_then_stays_done() {
     // Objects are resolved in batches: buckets of sizes around the batch size, and the
     // iterator called again after its end.
