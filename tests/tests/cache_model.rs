@@ -15,7 +15,7 @@ use cache_core::{
 use proptest::prelude::*;
 
 /// A small object: few keys, few values, so that collisions are frequent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 struct M {
     ns: u8,
     id: u8,
@@ -362,6 +362,21 @@ fn check_snapshot(snap: &Snapshot<M>, model: &Model) -> Result<(), TestCaseError
     prop_assert_eq!(keys, model.objects.keys().cloned().collect::<Vec<_>>());
     for (k, m) in &model.objects {
         prop_assert_eq!(snap.get(k).map(|o| (**o).clone()), Some(m.clone()));
+    }
+    // Every other key the strategy can make, removed or never added (or added only after
+    // this snapshot), is absent.
+    for ns in 0..3 {
+        for id in 0..6 {
+            let k = M {
+                ns,
+                id,
+                ..M::default()
+            }
+            .key();
+            if !model.objects.contains_key(&k) {
+                prop_assert!(snap.get(&k).is_none(), "{} is absent", k);
+            }
+        }
     }
     prop_assert_eq!(
         snap.resource_version().map(|r| r.as_str().to_owned()),

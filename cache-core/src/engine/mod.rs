@@ -1,5 +1,5 @@
 //! The storage engine under every [`Snapshot`](crate::Snapshot): the objects by key and each
-//! index, as persistent hash tries whose nodes refer to each other by number.
+//! index, in persistent structures whose nodes refer to each other by number.
 //!
 //! # Why numbers, not pointers
 //!
@@ -11,17 +11,18 @@
 //! write-once slots ([`slots`]), named by number. Copying a node copies integers.
 //!
 //! Each key keeps a *slot* for as long as it is present, and the key arena holds the key (with
-//! its hash) under that slot number. The trie of objects by key and every index bucket name
-//! slots; a persistent vector ([`vector`]) maps each slot to its current *entry*, the object's
-//! place in the entry arena. An update that keeps the object's index values stores the object
-//! as a new entry and copies one vector path; it touches no trie and no key.
+//! its hash) under that slot number. A hash table, the [`directory`], finds a key's slot; only
+//! the writer adds to it, and it never changes a slot it gave. Every index bucket names slots
+//! too. A persistent vector ([`vector`]) maps each slot to its current *entry*, the object's
+//! place in the entry arena: it is what makes a version's objects its own. An update that keeps
+//! the object's index values stores the object as a new entry and copies one vector path; it
+//! touches no trie and no key.
 //!
-//! Each trie family has a word arena of its own: the objects by key, the vector (with the root
-//! records), and each index. A write grows only the arenas of what it changes, and each arena
-//! is compacted on its own growth: an update that keeps the object's key copies neither the
-//! objects trie nor the indexes whose values it keeps. A published [`Version`] holds the arenas
-//! and the offset of its root record; the writer keeps appending past what any version can
-//! reach, and a version never changes.
+//! The vector (with the root records) and each index have a word arena of their own. A write
+//! grows only the arenas of what it changes, and each arena is compacted on its own growth: an
+//! update copies no index whose values it keeps. A published [`Version`] holds the arenas and
+//! the offset of its root record; the writer keeps appending past what any version can reach,
+//! and a version never changes.
 //!
 //! # Reclaiming space
 //!
@@ -31,12 +32,14 @@
 //! objects the cache holds are stale ones). An entry is an object alone, so copying one changes
 //! one reference count. Once the words in use in an arena exceed six times those live after
 //! its last compaction, it copies that arena's live tries, as they are, into fresh chunks. A
-//! removed key keeps its slot, and its place in the key arena, until the slots so freed exceed
-//! a tenth of the live ones: the writer then rebuilds the key arena with those slots empty, for
-//! new keys to take. Each is a copy of the live state every so many writes in proportion to it:
+//! removed key keeps its slot, its place in the key arena and in the directory (the same key
+//! added again takes it back) until the slots so freed exceed a tenth of the live ones: the
+//! writer then rebuilds the key arena and the directory with those slots empty, for new keys to
+//! take. Each is a copy of the live state every so many writes in proportion to it:
 //! O(1) amortized per write. Snapshots taken before keep the old arenas alive; the writer frees
 //! them, never a reader, once no snapshot uses them, and reuses their chunks.
 
+mod directory;
 pub(crate) mod hamt;
 mod slots;
 mod table;
@@ -48,6 +51,7 @@ use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
+use directory::{Dir, Directory};
 use hamt::{Mem, NONE, Probe, Words, rd};
 use slots::{Arena, KeyArena, Keys, Slots, at, key_at};
 pub(crate) use table::{Bucket, ErasedTable, Table, ValuesFn};
@@ -103,8 +107,8 @@ type ValueViews = Arc<[Arc<dyn Any + Send + Sync>]>;
 /// the pointers readers load on every read.
 #[repr(align(128))]
 pub(crate) struct Arenas<K, T> {
-    /// The objects trie's words.
-    pub(crate) objects: Arc<Mem>,
+    /// The slot of each key.
+    directory: Directory,
     /// The vector's words and the root records.
     pub(crate) vector: Arc<Mem>,
     /// Each index's words.
@@ -124,7 +128,6 @@ pub(crate) struct Arenas<K, T> {
 /// a reader that loads a version just published reads them from the line it loads anyway.
 pub(crate) struct Version<K, T> {
     arenas: Arc<Arenas<K, T>>,
-    objects_root: u32,
     count: u32,
     slots: Vector,
     /// The offset of the index roots, in the vector's arena.
@@ -141,11 +144,10 @@ impl<K, T> std::ops::Deref for Version<K, T> {
 
 /// Positions in the writer's root record; those from `R_INDEXES` on are published in the
 /// vector's arena.
-const R_OBJECTS: usize = 0;
-const R_LEN: usize = 1;
-const R_VECTOR: usize = 2;
-const R_SHAPE: usize = 3;
-const R_INDEXES: usize = 4;
+const R_LEN: usize = 0;
+const R_VECTOR: usize = 1;
+const R_SHAPE: usize = 2;
+const R_INDEXES: usize = 3;
 
 /// Finds the key and the object of a slot: the key arena, the entry arena and the vector of
 /// one version.
@@ -190,24 +192,6 @@ impl<K, T> Clone for Version<K, T> {
             arenas: self.arenas.clone(),
             ..*self
         }
-    }
-}
-
-/// Finds a slot by its key.
-struct KeyProbe<'a, 'q, K, Q: ?Sized> {
-    keys: &'a KeyArena<K>,
-    key: &'q Q,
-    hash: u64,
-}
-
-impl<K: Borrow<Q>, Q: Eq + ?Sized> Probe for KeyProbe<'_, '_, K, Q> {
-    #[inline]
-    fn is(&self, _: &Mem, slot: u32) -> bool {
-        let (k, h) = key_at(self.keys, slot);
-        *h == self.hash && k.borrow() == self.key
-    }
-    fn hash_of(&self, _: &Mem, slot: u32) -> u64 {
-        key_at(self.keys, slot).1
     }
 }
 
@@ -268,13 +252,15 @@ impl<K: Hash + Eq, T> Version<K, T> {
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        let probe = KeyProbe {
-            keys: &self.keys,
-            key,
-            hash,
-        };
-        let slot = hamt::get(&self.objects, self.objects_root, hash, &probe)?;
-        Some(self.obj(slot))
+        let keys = &*self.keys;
+        let slot = self
+            .directory
+            .find(hash, |s| key_at(keys, s).0.borrow() == key)?;
+        // The directory may know keys added since this version, and keys removed before it.
+        match self.slots.get(&self.vector, slot) {
+            NONE => None,
+            id => Some(at(&self.entries, id)),
+        }
     }
 
     /// Every object, in slot order: straight down the vector, whose leaves (after a
@@ -379,6 +365,7 @@ impl<I: Iterator> ExactSizeIterator for Counted<I> {}
 enum Old<K, T> {
     Entries(Arc<Arena<Arc<T>>>),
     Keys(Arc<KeyArena<K>>),
+    Directory(Directory),
     Values(ValueViews),
 }
 
@@ -387,6 +374,7 @@ impl<K, T> Old<K, T> {
         match self {
             Old::Entries(a) => Arc::strong_count(a) > 1,
             Old::Keys(a) => Arc::strong_count(a) > 1,
+            Old::Directory(d) => d.in_use(),
             Old::Values(a) => Arc::strong_count(a) > 1,
         }
     }
@@ -469,8 +457,8 @@ impl<K, T> Indexes<'_, K, T> {
 /// The only writer of a cache's storage. It builds on what it last published and publishes
 /// [`Version`]s.
 pub(crate) struct Writer<K, T> {
-    /// The objects trie's words.
-    objects: Space,
+    /// The slot of each key in the key arena.
+    directory: Dir,
     /// The vector's words and the root records.
     vector: Space,
     /// Each index's words.
@@ -481,8 +469,8 @@ pub(crate) struct Writer<K, T> {
     views: ValueViews,
     views_stale: bool,
     tables: Tables<K, T>,
-    /// The root record of the next version: `[objects root, object count, vector root, vector
-    /// shape, index roots...]`.
+    /// The root record of the next version: `[object count, vector root, vector shape, index
+    /// roots...]`.
     roots: Vec<u32>,
     /// Whether any index is unique.
     unique: bool,
@@ -491,9 +479,10 @@ pub(crate) struct Writer<K, T> {
     index_record: Option<u32>,
     /// Empty slots of the key arena, for new keys.
     free: Vec<u32>,
-    /// Slots freed by removals since the key arena was last rebuilt: they still hold their
-    /// keys, and take new ones once a rebuild has emptied them.
-    freed: Vec<u32>,
+    /// How many slots removals freed since the key arena was last rebuilt: they still hold
+    /// their keys (the same key added again takes its slot back), and take new ones once a
+    /// rebuild has emptied them.
+    freed: u32,
     /// The lowest slot never used.
     next_slot: u32,
     /// Entries replaced or removed since the last compaction.
@@ -520,10 +509,10 @@ where
             .map(|(t, w)| t.view(&**w))
             .collect();
         let unique = tables.iter().any(|t| t.is_unique());
-        let mut roots = vec![NONE, 0, Vector::EMPTY.root, Vector::EMPTY.shape()];
+        let mut roots = vec![0, Vector::EMPTY.root, Vector::EMPTY.shape()];
         roots.extend(tables.iter().map(|_| NONE));
         Self {
-            objects: Space::new(Words::new()),
+            directory: Dir::with(std::iter::empty()),
             vector: Space::new(Words::new()),
             indexes: tables.iter().map(|_| Space::new(Words::new())).collect(),
             keys: Keys::with(0, []),
@@ -536,7 +525,7 @@ where
             index_record: None,
             unique,
             free: Vec::new(),
-            freed: Vec::new(),
+            freed: 0,
             next_slot: 0,
             dead: 0,
             hasher,
@@ -569,14 +558,14 @@ where
         }
     }
 
-    /// The slot of the key, and the number of its entry.
+    /// The slot of the key, and the number of its entry ([`NONE`] when the key was removed
+    /// since the key arena was last rebuilt).
     fn find(&self, key: &K, hash: u64) -> Option<(u32, u32)> {
-        let probe = KeyProbe {
-            keys: &self.keys.buf,
-            key,
-            hash,
-        };
-        let slot = hamt::get(&self.objects.words.buf, self.roots[R_OBJECTS], hash, &probe)?;
+        let keys = &*self.keys.buf;
+        let slot = self
+            .directory
+            .table
+            .find(hash, |s| key_at(keys, s).0 == *key)?;
         Some((slot, self.vector().get(&self.vector.words.buf, slot)))
     }
 
@@ -592,7 +581,11 @@ where
         // borrowed from it, not cloned; the borrows below are field by field for that reason.
         let found = self.find(&key, hash);
         let entries = &self.entries.buf;
-        let (slot, old) = (found.map(|f| f.0), found.map(|f| at(entries, f.1)));
+        let (slot, old) = match found {
+            Some((slot, NONE)) => (Some(slot), None),
+            Some((slot, id)) => (Some(slot), Some(at(entries, id))),
+            None => (None, None),
+        };
         if old.is_some_and(|o| Arc::ptr_eq(o, &obj)) {
             return Ok(());
         }
@@ -611,18 +604,27 @@ where
             }
         }
         let id = self.entries.push(obj);
-        // A present key keeps its slot, and the key stored in it.
-        let slot = match slot {
-            Some(s) => {
+        // A present key keeps its slot, and the key stored in it; so does a key removed since
+        // the key arena was last rebuilt.
+        let slot = match (slot, old) {
+            (Some(s), Some(_)) => {
                 self.dead += 1;
                 s
             }
-            None => {
+            (Some(s), None) => {
+                self.freed -= 1;
+                self.roots[R_LEN] += 1;
+                s
+            }
+            (None, _) => {
                 let s = self.free.pop().unwrap_or_else(|| {
                     self.next_slot += 1;
                     self.next_slot - 1
                 });
                 self.keys.set(s, key, hash);
+                if let Some(d) = self.directory.insert(hash, s) {
+                    self.old.push(Old::Directory(d));
+                }
                 self.roots[R_LEN] += 1;
                 s
             }
@@ -636,12 +638,6 @@ where
             mem: &self.vector.words.buf,
             vector,
         };
-        if old.is_none() {
-            let probe = SlotProbe { slot: NONE, look };
-            let root = self.roots[R_OBJECTS];
-            self.roots[R_OBJECTS] =
-                hamt::insert(&mut self.objects.words, root, hash, slot, &probe).0;
-        }
         let new = &**at(entries, id);
         let indexes = Indexes {
             tables: &self.tables,
@@ -658,19 +654,10 @@ where
         self.maybe_compact();
         let hash = self.hasher.hash_one(key);
         let (slot, id) = self.find(key, hash)?;
+        if id == NONE {
+            return None;
+        }
         let old = at(&self.entries.buf, id).clone();
-        let probe = SlotProbe {
-            slot,
-            look: Lookup {
-                keys: &self.keys.buf,
-                entries: &self.entries.buf,
-                mem: &self.vector.words.buf,
-                vector: self.vector(),
-            },
-        };
-        let root = self.roots[R_OBJECTS];
-        let (root, _) = hamt::remove(&mut self.objects.words, root, hash, &probe)?;
-        self.roots[R_OBJECTS] = root;
         self.roots[R_LEN] -= 1;
         self.dead += 1;
         let look = Lookup {
@@ -687,7 +674,7 @@ where
         };
         indexes.update(look, slot, hash, Some(&old), None);
         self.set_vector(slot, NONE);
-        self.freed.push(slot);
+        self.freed += 1;
         Some(old)
     }
 
@@ -722,7 +709,6 @@ where
                 at
             }
         };
-        self.objects.words.fresh = self.objects.words.used;
         self.vector.words.fresh = self.vector.words.used;
         for s in &mut self.indexes {
             s.words.fresh = s.words.used;
@@ -732,7 +718,7 @@ where
                 && Arc::ptr_eq(&a.keys, &self.keys.buf)
                 && Arc::ptr_eq(&a.values, &self.views)
                 && Arc::ptr_eq(&a.tables, &self.tables)
-                && Arc::ptr_eq(&a.objects, self.objects.words.view())
+                && a.directory.same(&self.directory.table)
                 && Arc::ptr_eq(&a.vector, self.vector.words.view())
                 && a.indexes.len() == self.indexes.len()
                 && a.indexes
@@ -742,7 +728,7 @@ where
         });
         if !current {
             self.published = Some(Arc::new(Arenas {
-                objects: self.objects.words.view().clone(),
+                directory: self.directory.table.clone(),
                 vector: self.vector.words.view().clone(),
                 indexes: self
                     .indexes
@@ -762,7 +748,6 @@ where
         };
         Version {
             arenas,
-            objects_root: self.roots[R_OBJECTS],
             count: self.roots[R_LEN],
             slots: self.vector(),
             index_roots: at,
@@ -772,7 +757,6 @@ where
     /// Frees the arenas that no snapshot uses any more.
     pub(crate) fn free_unused(&mut self) {
         self.old.retain(Old::in_use);
-        self.objects.words.recycle();
         self.vector.words.recycle();
         for s in &mut self.indexes {
             s.words.recycle();
@@ -784,14 +768,11 @@ where
         if self.dead > live / 10 + SLACK_ENTRIES {
             self.compact_entries();
         }
-        if self.freed.len() as u32 > live / 10 + SLACK_ENTRIES {
+        if self.freed > live / 10 + SLACK_ENTRIES {
             self.rebuild_keys();
         }
         if self.vector.grown() {
             self.compact_vector();
-        }
-        if self.objects.grown() {
-            self.compact_objects();
         }
         for i in 0..self.indexes.len() {
             if self.indexes[i].grown() {
@@ -804,7 +785,6 @@ where
     pub(crate) fn compact(&mut self) {
         self.compact_entries();
         self.rebuild_keys();
-        self.compact_objects();
         for i in 0..self.indexes.len() {
             self.compact_index(i);
         }
@@ -829,19 +809,40 @@ where
         self.compactions += 1;
     }
 
-    /// Copies the keys into a fresh key arena, where the slots freed since the last rebuild
-    /// are empty and can take new keys.
+    /// Copies the keys of the present objects into a fresh key arena and a fresh directory:
+    /// the other slots are empty there, and take new keys.
     fn rebuild_keys(&mut self) {
         let src = &self.keys.buf;
-        let live = hamt::Iter::new(&self.objects.words.buf, self.roots[R_OBJECTS]).map(|slot| {
-            let (key, hash) = key_at(src, slot);
-            (slot, key.clone(), *hash)
-        });
-        let keys = Keys::with(self.next_slot, live);
+        let live = self.live_slots();
+        let keys = Keys::with(
+            self.next_slot,
+            live.iter().map(|&slot| {
+                let (key, hash) = key_at(src, slot);
+                (slot, key.clone(), *hash)
+            }),
+        );
+        let directory = Dir::with(live.iter().map(|&slot| (key_at(src, slot).1, slot)));
+        self.free.clear();
+        let mut next = live.iter().peekable();
+        for slot in 0..self.next_slot {
+            if next.next_if_eq(&&slot).is_none() {
+                self.free.push(slot);
+            }
+        }
+        // Lowest first.
+        self.free.reverse();
         let old = std::mem::replace(&mut self.keys, keys);
         self.old.push(Old::Keys(old.buf));
-        self.free.append(&mut self.freed);
+        let old = std::mem::replace(&mut self.directory, directory);
+        self.old.push(Old::Directory(old.table));
+        self.freed = 0;
         self.compactions += 1;
+    }
+
+    /// The slots of the present objects, in order.
+    fn live_slots(&self) -> Vec<u32> {
+        let mut it = vector::Iter::new(&self.vector.words.buf, self.vector());
+        std::iter::from_fn(|| it.next_slot().map(|(slot, _)| slot)).collect()
     }
 
     /// Makes `words` the vector's arena, with `vector` in it as the slot vector.
@@ -858,15 +859,6 @@ where
         let mut to = self.vector.successor();
         let vector = vector::copy(&self.vector.words.buf, self.vector(), &mut to, &mut |id| id);
         self.install_vector(to, vector);
-        self.compactions += 1;
-    }
-
-    /// Copies the objects trie into a fresh arena.
-    fn compact_objects(&mut self) {
-        let mut to = self.objects.successor();
-        self.roots[R_OBJECTS] =
-            hamt::copy_same(&self.objects.words.buf, self.roots[R_OBJECTS], &mut to);
-        self.objects.install(to);
         self.compactions += 1;
     }
 
@@ -926,8 +918,8 @@ where
         let entries = Slots::filled(base);
         let n = pairs.len() as u32;
         let keys = Keys::with(n, keys);
-        let mut objects = self.objects.successor();
-        let mut roots = vec![hamt::build(&mut objects, &pairs), n];
+        let directory = Dir::with(pairs.into_iter());
+        let mut roots = vec![n];
         let mut vwords = self.vector.successor();
         let mut vector = Vector::EMPTY;
         for s in 0..n {
@@ -950,7 +942,6 @@ where
             writing.push(w);
             indexes.push(to);
         }
-        self.objects.install(objects);
         for (s, to) in self.indexes.iter_mut().zip(indexes) {
             s.install(to);
         }
@@ -958,13 +949,15 @@ where
         self.old.push(Old::Entries(old_entries.buf));
         let old_keys = std::mem::replace(&mut self.keys, keys);
         self.old.push(Old::Keys(old_keys.buf));
+        let old_directory = std::mem::replace(&mut self.directory, directory);
+        self.old.push(Old::Directory(old_directory.table));
         self.writing = writing;
         self.views_stale = true;
         self.roots = roots;
         self.install_vector(vwords, vector);
         self.dead = 0;
         self.free.clear();
-        self.freed.clear();
+        self.freed = 0;
         self.next_slot = n;
     }
 
@@ -980,8 +973,7 @@ where
 
     /// Adds indexes, built from the current entries.
     pub(crate) fn add_tables(&mut self, tables: Vec<Arc<dyn ErasedTable<K, T>>>) {
-        let slots: Vec<u32> =
-            hamt::Iter::new(&self.objects.words.buf, self.roots[R_OBJECTS]).collect();
+        let slots = self.live_slots();
         let mut all: Vec<_> = self.tables.iter().cloned().collect();
         for t in tables {
             let mut w = t.writing();

@@ -1,6 +1,6 @@
 //! A persistent vector of words in the word arena: slot number → entry number. Every key keeps
-//! its slot for as long as it is present, so the tries (objects by key, index buckets) name an
-//! object by its slot and an update that keeps the object's index values changes only this
+//! its slot for as long as it is present, so the directory and the index buckets name an object
+//! by its slot and an update that keeps the object's index values changes only this
 //! vector: one path of a radix tree, 32 words per level below the root, which is only as wide
 //! as the slots in use need (4 words for 100,000 slots, instead of 32).
 
