@@ -50,10 +50,11 @@ use std::borrow::Borrow;
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use directory::{Dir, Directory};
 use hamt::{Mem, NONE, Probe, Words, rd};
-use slots::{Arena, KeyArena, Keys, Slots, at, key_at};
+use slots::{Arena, KeyArena, Keys, Slots, at, get_at, key_at};
 pub(crate) use table::{Bucket, ErasedTable, Table, ValuesFn};
 use vector::Vector;
 
@@ -117,6 +118,9 @@ pub(crate) struct Arenas<K, T> {
     pub(crate) keys: Arc<KeyArena<K>>,
     /// The objects; the vector maps each slot to its object's number here.
     pub(crate) entries: Arc<Arena<Arc<T>>>,
+    /// The entry each slot was last given ([`NONE`] once removed), which the writer overwrites
+    /// in place: a version reads it when the entry is older than the version.
+    latest: Arc<Arena<AtomicU32>>,
     pub(crate) values: ValueViews,
     pub(crate) tables: Tables<K, T>,
     hasher: Hasher,
@@ -129,6 +133,8 @@ pub(crate) struct Arenas<K, T> {
 pub(crate) struct Version<K, T> {
     arenas: Arc<Arenas<K, T>>,
     count: u32,
+    /// The entries stored when this version was published.
+    entries_len: u32,
     slots: Vector,
     /// The offset of the index roots, in the vector's arena.
     index_roots: u32,
@@ -256,11 +262,15 @@ impl<K: Hash + Eq, T> Version<K, T> {
         let slot = self
             .directory
             .find(hash, |s| key_at(keys, s).0.borrow() == key)?;
-        // The directory may know keys added since this version, and keys removed before it.
-        match self.slots.get(&self.vector, slot) {
-            NONE => None,
-            id => Some(at(&self.entries, id)),
-        }
+        // The slot's latest entry is this version's if it is older than the version, since a
+        // later write would have given the slot a newer one. Otherwise (the slot was written
+        // since, or its key removed) the version's vector knows; it has no entry for keys the
+        // directory knows but the version does not, added since or removed before it.
+        let id = match get_at(&self.latest, slot).map(|l| l.load(Relaxed)) {
+            Some(id) if id < self.entries_len => id,
+            _ => self.slots.get(&self.vector, slot),
+        };
+        (id != NONE).then(|| at(&self.entries, id))
     }
 
     /// Every object, in slot order: straight down the vector, whose leaves (after a
@@ -341,6 +351,16 @@ impl<'a, K, T> Iterator for Ids<'a, K, T> {
     }
 }
 
+/// The entry of each of the first `len` slots in `vector`.
+fn latest_of(words: &Mem, vector: Vector, len: u32) -> Slots<AtomicU32> {
+    let mut latest: Vec<AtomicU32> = (0..len).map(|_| AtomicU32::new(NONE)).collect();
+    let mut it = vector::Iter::new(words, vector);
+    while let Some((slot, id)) = it.next_slot() {
+        latest[slot as usize] = AtomicU32::new(id);
+    }
+    Slots::filled(latest)
+}
+
 /// An iterator that knows its length.
 struct Counted<I> {
     inner: I,
@@ -363,7 +383,7 @@ impl<I: Iterator> ExactSizeIterator for Counted<I> {}
 
 /// Arenas replaced by a compaction or a relist, kept until no snapshot uses them.
 enum Old<K, T> {
-    Entries(Arc<Arena<Arc<T>>>),
+    Entries(Arc<Arena<Arc<T>>>, Arc<Arena<AtomicU32>>),
     Keys(Arc<KeyArena<K>>),
     Directory(Directory),
     Values(ValueViews),
@@ -372,7 +392,7 @@ enum Old<K, T> {
 impl<K, T> Old<K, T> {
     fn in_use(&self) -> bool {
         match self {
-            Old::Entries(a) => Arc::strong_count(a) > 1,
+            Old::Entries(a, l) => Arc::strong_count(a) > 1 || Arc::strong_count(l) > 1,
             Old::Keys(a) => Arc::strong_count(a) > 1,
             Old::Directory(d) => d.in_use(),
             Old::Values(a) => Arc::strong_count(a) > 1,
@@ -465,6 +485,8 @@ pub(crate) struct Writer<K, T> {
     indexes: Vec<Space>,
     keys: Keys<K>,
     entries: Slots<Arc<T>>,
+    /// The entry each slot was last given, in place.
+    latest: Slots<AtomicU32>,
     writing: Vec<Box<dyn Any + Send + Sync>>,
     views: ValueViews,
     views_stale: bool,
@@ -517,6 +539,7 @@ where
             indexes: tables.iter().map(|_| Space::new(Words::new())).collect(),
             keys: Keys::with(0, []),
             entries: Slots::new(),
+            latest: Slots::new(),
             writing,
             views,
             views_stale: false,
@@ -566,7 +589,7 @@ where
             .directory
             .table
             .find(hash, |s| key_at(keys, s).0 == *key)?;
-        Some((slot, self.vector().get(&self.vector.words.buf, slot)))
+        Some((slot, at(&self.latest.buf, slot).load(Relaxed)))
     }
 
     /// Inserts or replaces the object under `key`.
@@ -617,10 +640,15 @@ where
                 s
             }
             (None, _) => {
-                let s = self.free.pop().unwrap_or_else(|| {
-                    self.next_slot += 1;
-                    self.next_slot - 1
-                });
+                let s = match self.free.pop() {
+                    Some(s) => s,
+                    None => {
+                        self.next_slot += 1;
+                        let s = self.latest.push(AtomicU32::new(NONE));
+                        debug_assert_eq!(s, self.next_slot - 1);
+                        s
+                    }
+                };
                 self.keys.set(s, key, hash);
                 if let Some(d) = self.directory.insert(hash, s) {
                     self.old.push(Old::Directory(d));
@@ -629,6 +657,7 @@ where
                 s
             }
         };
+        at(&self.latest.buf, slot).store(id, Relaxed);
         let vector = self.vector().set(&mut self.vector.words, slot, id);
         self.roots[R_VECTOR] = vector.root;
         self.roots[R_SHAPE] = vector.shape();
@@ -674,6 +703,7 @@ where
         };
         indexes.update(look, slot, hash, Some(&old), None);
         self.set_vector(slot, NONE);
+        at(&self.latest.buf, slot).store(NONE, Relaxed);
         self.freed += 1;
         Some(old)
     }
@@ -715,6 +745,7 @@ where
         }
         let current = self.published.as_ref().is_some_and(|a| {
             Arc::ptr_eq(&a.entries, &self.entries.buf)
+                && Arc::ptr_eq(&a.latest, &self.latest.buf)
                 && Arc::ptr_eq(&a.keys, &self.keys.buf)
                 && Arc::ptr_eq(&a.values, &self.views)
                 && Arc::ptr_eq(&a.tables, &self.tables)
@@ -737,6 +768,7 @@ where
                     .collect(),
                 keys: self.keys.buf.clone(),
                 entries: self.entries.buf.clone(),
+                latest: self.latest.buf.clone(),
                 values: self.views.clone(),
                 tables: self.tables.clone(),
                 hasher: self.hasher.clone(),
@@ -749,6 +781,7 @@ where
         Version {
             arenas,
             count: self.roots[R_LEN],
+            entries_len: self.entries.buf.len() as u32,
             slots: self.vector(),
             index_roots: at,
         }
@@ -802,11 +835,18 @@ where
             (kept.len() - 1) as u32
         });
         let entries = Slots::filled(kept);
+        let latest = latest_of(&to.buf, vector, self.next_slot);
         self.install_vector(to, vector);
-        let old = std::mem::replace(&mut self.entries, entries);
-        self.old.push(Old::Entries(old.buf));
+        self.install_entries(entries, latest);
         self.dead = 0;
         self.compactions += 1;
+    }
+
+    /// Makes `entries` the entry arena and `latest` each slot's entry in it.
+    fn install_entries(&mut self, entries: Slots<Arc<T>>, latest: Slots<AtomicU32>) {
+        let entries = std::mem::replace(&mut self.entries, entries);
+        let latest = std::mem::replace(&mut self.latest, latest);
+        self.old.push(Old::Entries(entries.buf, latest.buf));
     }
 
     /// Copies the keys of the present objects into a fresh key arena and a fresh directory:
@@ -917,6 +957,7 @@ where
         }
         let entries = Slots::filled(base);
         let n = pairs.len() as u32;
+        let latest = Slots::filled((0..n).map(AtomicU32::new).collect());
         let keys = Keys::with(n, keys);
         let directory = Dir::with(pairs.into_iter());
         let mut roots = vec![n];
@@ -945,8 +986,7 @@ where
         for (s, to) in self.indexes.iter_mut().zip(indexes) {
             s.install(to);
         }
-        let old_entries = std::mem::replace(&mut self.entries, entries);
-        self.old.push(Old::Entries(old_entries.buf));
+        self.install_entries(entries, latest);
         let old_keys = std::mem::replace(&mut self.keys, keys);
         self.old.push(Old::Keys(old_keys.buf));
         let old_directory = std::mem::replace(&mut self.directory, directory);

@@ -54,14 +54,27 @@ impl<X> Slots<X> {
     }
 }
 
+impl<X> Arena<X> {
+    /// The slots filled so far.
+    pub(crate) fn len(&self) -> usize {
+        self.base.len() + self.tail.count()
+    }
+}
+
+/// The item in slot `i`, if it was filled.
+#[inline]
+pub(crate) fn get_at<X>(buf: &Arena<X>, i: u32) -> Option<&X> {
+    let i = i as usize;
+    match buf.base.get(i) {
+        Some(x) => Some(x),
+        None => buf.tail.get(i - buf.base.len()),
+    }
+}
+
 /// The item in slot `i`. Every slot a trie refers to was filled before the trie was published.
 #[inline]
 pub(crate) fn at<X>(buf: &Arena<X>, i: u32) -> &X {
-    let i = i as usize;
-    if let Some(x) = buf.base.get(i) {
-        return x;
-    }
-    match buf.tail.get(i - buf.base.len()) {
+    match get_at(buf, i) {
         Some(x) => x,
         None => unreachable!("a trie refers to an empty slot"),
     }
