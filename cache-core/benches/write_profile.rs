@@ -13,7 +13,8 @@
 //!
 //! `ratios [rounds]` times the cache against the baseline instead, interleaved: in each round
 //! the same block of updates (values unchanged, node moves) and of gets runs on one, then on
-//! the other, in alternating order, and a get block runs idle and beside a writer thread; it
+//! the other, in alternating order (the gets also through one snapshot held for the block, as
+//! a caller reading many keys can), and a get block runs idle and beside a writer thread; it
 //! prints the median of the per-round ratios with their range. A machine whose speed drifts
 //! between runs (a shared one) moves both sides of each ratio alike.
 
@@ -47,6 +48,15 @@ fn updates_baseline(base: &Baseline, objs: &[Arc<Obj>]) {
 fn gets_cache(cache: &Cache<Obj>, keys: &[cache_core::ObjectKey]) -> usize {
     keys.iter()
         .filter(|k| black_box(cache.get_by_key(k)).is_some())
+        .count()
+}
+
+/// Gets through one snapshot taken before them, as a caller reading many keys can.
+#[inline(never)]
+fn gets_snapshot(cache: &Cache<Obj>, keys: &[cache_core::ObjectKey]) -> usize {
+    let snapshot = cache.snapshot();
+    keys.iter()
+        .filter(|k| black_box(snapshot.get(k).cloned()).is_some())
         .count()
 }
 
@@ -277,10 +287,11 @@ fn ratios(rounds: usize) {
         "update, index values unchanged",
         "update, node moves",
         "get_by_key",
+        "get through a held snapshot (cache) ÷ get_by_key (baseline)",
         "reader get, busy writer ÷ idle (cache)",
         "reader get, busy writer ÷ idle (baseline)",
     ];
-    let targets = [Some(2.0), Some(2.0), Some(1.2), Some(1.3), None];
+    let targets = [Some(2.0), Some(2.0), Some(1.2), None, Some(1.3), None];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     for (round, block) in d.order.chunks(BLOCK).cycle().take(rounds).enumerate() {
         // Every object is at its base version between the timed blocks.
@@ -305,10 +316,14 @@ fn ratios(rounds: usize) {
             black_box(gets_baseline(&b, &bk));
         };
         samples[2].push(pair(round, &mut get_cache, &mut get_base));
+        let mut get_snapshot = || {
+            black_box(gets_snapshot(&cache, &ck));
+        };
+        samples[3].push(pair(round, &mut get_snapshot, &mut get_base));
         let idle = timed(&mut get_cache);
-        samples[3].push(with_writer(&d, &write_cache, &writes, || timed(&mut get_cache)) / idle);
+        samples[4].push(with_writer(&d, &write_cache, &writes, || timed(&mut get_cache)) / idle);
         let idle = timed(&mut get_base);
-        samples[4].push(with_writer(&d, &write_base, &writes, || timed(&mut get_base)) / idle);
+        samples[5].push(with_writer(&d, &write_base, &writes, || timed(&mut get_base)) / idle);
     }
     println!(
         "| time ratio ({rounds} rounds of {BLOCK} operations, 100k objects) | median | range | target | rounds within it |"

@@ -25,15 +25,17 @@ const RETIRED: usize = 4;
 /// shorthand reads on the cache itself ([`get_by_key`](Self::get_by_key), [`list`](Self::list),
 /// [`by`](Self::by), ...) each use the current one. Loading a snapshot is an atomic load (through
 /// `arc-swap`): a reader never waits for a writer, and never makes a writer wait, however long it
-/// keeps the snapshot.
+/// keeps the snapshot. A program that reads many keys at once reads them faster through one
+/// snapshot than through the shorthands, which load one each.
 ///
 /// Two calls on the cache may see two different snapshots; two calls on one snapshot always agree.
 ///
 /// # Writes
 ///
 /// Writers are serialized by a mutex that readers never touch. A write copies only the path to
-/// what it changes (the maps are persistent hash tries whose nodes name each other by number, so
-/// a copy touches no reference count): O(log n), never a copy of the whole map.
+/// what it changes (the indexes are persistent hash tries, and the objects a persistent vector,
+/// whose nodes name each other by number, so a copy touches no reference count): O(log n),
+/// never a copy of the whole map.
 /// [`replace`](Self::replace) builds a fresh snapshot and publishes it once;
 /// [`transaction`](Self::transaction) applies many changes with one publish.
 ///
