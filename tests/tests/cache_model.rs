@@ -95,10 +95,14 @@ enum Op {
     Compact,
 }
 
+/// Namespaces and names the strategy draws from.
+const NAMESPACES: u8 = 3;
+const IDS: u8 = 6;
+
 fn object() -> impl Strategy<Value = M> {
     (
-        0..3u8,
-        0..6u8,
+        0..NAMESPACES,
+        0..IDS,
         prop::collection::vec(0..4u8, 0..4),
         0..3u8,
         prop::option::weighted(0.5, 0..4u8),
@@ -365,8 +369,8 @@ fn check_snapshot(snap: &Snapshot<M>, model: &Model) -> Result<(), TestCaseError
     }
     // Every other key the strategy can make, removed or never added (or added only after
     // this snapshot), is absent.
-    for ns in 0..3 {
-        for id in 0..6 {
+    for ns in 0..NAMESPACES {
+        for id in 0..IDS {
             let k = M {
                 ns,
                 id,

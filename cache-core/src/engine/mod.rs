@@ -869,7 +869,7 @@ where
                 self.free.push(slot);
             }
         }
-        // Lowest first.
+        // `free` is popped from its end: the lowest slots go first.
         self.free.reverse();
         let old = std::mem::replace(&mut self.keys, keys);
         self.old.push(Old::Keys(old.buf));
