@@ -351,16 +351,6 @@ impl<'a, K, T> Iterator for Ids<'a, K, T> {
     }
 }
 
-/// The entry of each of the first `len` slots in `vector`.
-fn latest_of(words: &Mem, vector: Vector, len: u32) -> Slots<AtomicU32> {
-    let mut latest: Vec<AtomicU32> = (0..len).map(|_| AtomicU32::new(NONE)).collect();
-    let mut it = vector::Iter::new(words, vector);
-    while let Some((slot, id)) = it.next_slot() {
-        latest[slot as usize] = AtomicU32::new(id);
-    }
-    Slots::filled(latest)
-}
-
 /// An iterator that knows its length.
 struct Counted<I> {
     inner: I,
@@ -835,17 +825,22 @@ where
             (kept.len() - 1) as u32
         });
         let entries = Slots::filled(kept);
-        let latest = latest_of(&to.buf, vector, self.next_slot);
         self.install_vector(to, vector);
-        self.install_entries(entries, latest);
+        self.install_entries(entries);
         self.dead = 0;
         self.compactions += 1;
     }
 
-    /// Makes `entries` the entry arena and `latest` each slot's entry in it.
-    fn install_entries(&mut self, entries: Slots<Arc<T>>, latest: Slots<AtomicU32>) {
+    /// Makes `entries` the entry arena, which the vector (installed first) numbers, with fresh
+    /// latest-entry cells read from the vector.
+    fn install_entries(&mut self, entries: Slots<Arc<T>>) {
+        let mut latest: Vec<AtomicU32> =
+            (0..self.next_slot).map(|_| AtomicU32::new(NONE)).collect();
+        for (slot, id) in self.live() {
+            latest[slot as usize] = AtomicU32::new(id);
+        }
         let entries = std::mem::replace(&mut self.entries, entries);
-        let latest = std::mem::replace(&mut self.latest, latest);
+        let latest = std::mem::replace(&mut self.latest, Slots::filled(latest));
         self.old.push(Old::Entries(entries.buf, latest.buf));
     }
 
@@ -853,7 +848,7 @@ where
     /// the other slots are empty there, and take new keys.
     fn rebuild_keys(&mut self) {
         let src = &self.keys.buf;
-        let live = self.live_slots();
+        let live: Vec<u32> = self.live().map(|(slot, _)| slot).collect();
         let keys = Keys::with(
             self.next_slot,
             live.iter().map(|&slot| {
@@ -879,10 +874,10 @@ where
         self.compactions += 1;
     }
 
-    /// The slots of the present objects, in order.
-    fn live_slots(&self) -> Vec<u32> {
+    /// The slots of the present objects, in order, with their entries.
+    fn live(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
         let mut it = vector::Iter::new(&self.vector.words.buf, self.vector());
-        std::iter::from_fn(|| it.next_slot().map(|(slot, _)| slot)).collect()
+        std::iter::from_fn(move || it.next_slot())
     }
 
     /// Makes `words` the vector's arena, with `vector` in it as the slot vector.
@@ -957,7 +952,6 @@ where
         }
         let entries = Slots::filled(base);
         let n = pairs.len() as u32;
-        let latest = Slots::filled((0..n).map(AtomicU32::new).collect());
         let keys = Keys::with(n, keys);
         let directory = Dir::with(pairs.into_iter());
         let mut roots = vec![n];
@@ -986,7 +980,6 @@ where
         for (s, to) in self.indexes.iter_mut().zip(indexes) {
             s.install(to);
         }
-        self.install_entries(entries, latest);
         let old_keys = std::mem::replace(&mut self.keys, keys);
         self.old.push(Old::Keys(old_keys.buf));
         let old_directory = std::mem::replace(&mut self.directory, directory);
@@ -999,6 +992,7 @@ where
         self.free.clear();
         self.freed = 0;
         self.next_slot = n;
+        self.install_entries(entries);
     }
 
     /// Whether any index is unique.
@@ -1013,7 +1007,7 @@ where
 
     /// Adds indexes, built from the current entries.
     pub(crate) fn add_tables(&mut self, tables: Vec<Arc<dyn ErasedTable<K, T>>>) {
-        let slots = self.live_slots();
+        let slots: Vec<u32> = self.live().map(|(slot, _)| slot).collect();
         let mut all: Vec<_> = self.tables.iter().cloned().collect();
         for t in tables {
             let mut w = t.writing();

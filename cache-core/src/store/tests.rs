@@ -432,13 +432,20 @@ fn objects_are_shared_not_cloned() {
     assert!(Arc::ptr_eq(&cache.by_index("by_val", "x").unwrap()[0], &a));
 }
 
-#[test]
-fn the_writer_compacts_and_releases_replaced_objects_but_held_snapshots_keep_theirs() {
+/// A cache indexed `by_val` holding `n` objects `k0`, `k1`, ... of value `val`, and those
+/// objects.
+fn filled(n: usize, val: &str) -> (Cache<Obj>, Vec<Arc<Obj>>) {
     let cache = Cache::with_indexers(by_val());
-    let first: Vec<Arc<Obj>> = (0..200).map(|i| obj(&format!("k{i}"), "v")).collect();
-    for o in &first {
+    let objs: Vec<Arc<Obj>> = (0..n).map(|i| obj(&format!("k{i}"), val)).collect();
+    for o in &objs {
         cache.add(o.clone()).unwrap();
     }
+    (cache, objs)
+}
+
+#[test]
+fn the_writer_compacts_and_releases_replaced_objects_but_held_snapshots_keep_theirs() {
+    let (cache, first) = filled(200, "v");
     let held = cache.snapshot();
     let mut written = Vec::new();
     for round in 0..20 {
@@ -483,11 +490,7 @@ fn the_writer_compacts_and_releases_replaced_objects_but_held_snapshots_keep_the
 fn removed_keys_slots_go_to_new_keys_while_held_snapshots_keep_the_old_keys() {
     // Removing more than a tenth of the keys makes the writer rebuild its key arena and give
     // the freed slots to new keys; a snapshot taken before must still read the keys it had.
-    let cache = Cache::with_indexers(by_val());
-    let first: Vec<Arc<Obj>> = (0..1000).map(|i| obj(&format!("k{i}"), "a")).collect();
-    for o in &first {
-        cache.add(o.clone()).unwrap();
-    }
+    let (cache, first) = filled(1000, "a");
     let held = cache.snapshot();
     for o in &first[..600] {
         cache.delete(o.clone()).unwrap();
